@@ -1,0 +1,148 @@
+"""Settings: one frozen, typed object built once at start-up from the environment.
+
+Values come from (highest first) the process environment, a ``.env`` file (python-dotenv) and an
+optional ``config.py`` (a copy of ``config.example.py``). Every setting, its default and its meaning
+are documented in ``config.example.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it and says what to fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the bot, with its default (see config.example.py)."""
+
+    bot_token: str = ""
+    admin_chat_id: tuple[int, ...] = ()
+    telegram_api_base: str = ""
+    model_path: str = "saved_model"
+    device: str = "auto"
+    dtype: str = "auto"
+    workers: int = 1
+    context_turns: int = 3
+    max_new_tokens: int = 40
+    temperature: float = 1.2
+    top_k: int = 10
+    top_p: float = 0.95
+    repetition_penalty: float = 1.2
+    no_repeat_ngram_size: int = 2
+    shutdown_timeout: float = 30.0
+    log_level: str = "INFO"
+
+
+def _int(value: str) -> int:
+    return int(value.strip())
+
+
+def _int_list(value: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in value.replace(";", ",").split(",") if part.strip())
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        value = value.strip().lower()
+        if value not in allowed:
+            raise ValueError
+        return value
+
+    parse.expected = "one of " + ", ".join(allowed)  # type: ignore[attr-defined]
+    return parse
+
+
+def _device(value: str) -> str:
+    value = value.strip().lower()
+    if value in ("auto", "cpu", "cuda", "mps") or value.startswith("cuda:"):
+        return value
+    raise ValueError
+
+
+_device.expected = "auto, cpu, cuda, cuda:N or mps"  # type: ignore[attr-defined]
+
+
+def _strip(value: str) -> str:
+    return value.strip()
+
+
+_PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
+    # name: (parser, what a valid value looks like, extra check on the parsed value)
+    "bot_token": (_strip, "the token from @BotFather", lambda v: True),
+    "admin_chat_id": (_int_list, "a chat id or a comma-separated list of ids", lambda v: True),
+    "telegram_api_base": (_strip, "a URL such as http://127.0.0.1:8081", lambda v: v == "" or "://" in v),
+    "model_path": (_strip, "a model directory or a hub id", lambda v: bool(v)),
+    "device": (_device, _device.expected, lambda v: True),  # type: ignore[attr-defined]
+    "dtype": (_choice("auto", "float32", "float16", "bfloat16"), "auto, float32, float16 or bfloat16", lambda v: True),
+    "workers": (_int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64),
+    "context_turns": (_int, "a whole number from 1 to 20", lambda v: 1 <= v <= 20),
+    "max_new_tokens": (_int, "a whole number from 1 to 1024", lambda v: 1 <= v <= 1024),
+    "temperature": (float, "a number above 0", lambda v: v > 0),
+    "top_k": (_int, "a whole number of 0 or more", lambda v: v >= 0),
+    "top_p": (float, "a number above 0 and at most 1", lambda v: 0 < v <= 1),
+    "repetition_penalty": (float, "a number above 0", lambda v: v > 0),
+    "no_repeat_ngram_size": (_int, "a whole number of 0 or more", lambda v: v >= 0),
+    "shutdown_timeout": (float, "a number of seconds of 0 or more", lambda v: v >= 0),
+    "log_level": (_choice("debug", "info", "warning", "error"), "DEBUG, INFO, WARNING or ERROR", lambda v: True),
+}
+
+
+def _config_file_values(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    try:
+        namespace = runpy.run_path(str(path))
+    except Exception as error:  # noqa: BLE001 - any error in the user's file is a config error
+        raise ConfigError(f"{path} could not be read: {type(error).__name__}: {error}") from None
+    known = {field.name.upper() for field in fields(Settings)}
+    values: dict[str, str] = {}
+    for name, value in namespace.items():
+        if not name.isupper():
+            continue
+        if name not in known:
+            raise ConfigError(f"{path}: unknown setting {name} (see config.example.py for the list)")
+        values[name] = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+    return values
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | None = Path(".env"),
+    config_file: Path | None = Path("config.py"),
+) -> Settings:
+    """Build the settings from the environment, ``.env`` and ``config.py``; raise ConfigError if one is bad."""
+    sources: dict[str, str] = {}
+    if config_file is not None:
+        sources.update(_config_file_values(config_file))
+    if env_file is not None and env_file.is_file():
+        sources.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    sources.update(os.environ if environ is None else environ)
+
+    values: dict[str, Any] = {}
+    for field in fields(Settings):
+        raw = sources.get(field.name.upper())
+        if raw is None or raw.strip() == "":
+            continue
+        parse, expected, valid = _PARSERS[field.name]
+        try:
+            value = parse(raw)
+        except ValueError:
+            value = None
+        if value is None or not valid(value):
+            shown = "(hidden)" if field.name == "bot_token" else repr(raw)
+            raise ConfigError(f"{field.name.upper()} must be {expected}, got {shown}")
+        values[field.name] = value
+    token = values.get("bot_token", "")
+    if token and (":" not in token or any(ch.isspace() for ch in token)):
+        raise ConfigError("BOT_TOKEN does not look like a bot token (expected digits:letters from @BotFather)")
+    return Settings(**values)

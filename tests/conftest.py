@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny ruDialoGPT-like model built on the spot (no hub, no shared/)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT.parent / "shared"
+RUDIALOGPT_DIR = SHARED / "rudialogpt-small"
+
+TINY_TEXTS = [
+    "привет", "как дела?", "нормально, а у тебя?", "всё хорошо, спасибо", "что делаешь?",
+    "читаю книгу", "какую?", "про море и корабли", "звучит интересно", "пойдём гулять",
+    "давай завтра", "hello there", "ok 123 !?", "😀 эмодзи тоже бывают",
+]
+
+
+def build_tiny_model(directory: Path, seed: int = 0) -> Path:
+    """Write a tiny GPT-2 with a byte-level BPE tokenizer that has the ruDialoGPT speaker tokens."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    from dialogue import FIRST_SPEAKER, SECOND_SPEAKER
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(TINY_TEXTS * 4, vocab_size=400, min_frequency=1, special_tokens=["<pad>", "<|endoftext|>"])
+    tokenizer = GPT2TokenizerFast(
+        tokenizer_object=bpe,
+        pad_token="<pad>",
+        eos_token="<|endoftext|>",
+        bos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    tokenizer.add_tokens([FIRST_SPEAKER, SECOND_SPEAKER])
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    GPT2LMHeadModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight model directory, loadable with from_pretrained."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def real_tokenizer():
+    """The real ruDialoGPT-small tokenizer from ../shared; skips when shared/ is absent."""
+    if not (RUDIALOGPT_DIR / "tokenizer_config.json").is_file():
+        pytest.skip("../shared/rudialogpt-small is not here")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(RUDIALOGPT_DIR)
