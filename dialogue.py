@@ -23,6 +23,16 @@ _WHITESPACE = re.compile(r"\s+")
 _DROPPED_CATEGORIES = {"Cc", "Cf", "Cs", "Co"}
 
 
+class Turn(Protocol):
+    """Anything with an author and a text (store.Turn)."""
+
+    @property
+    def author(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+
 class Tokenizer(Protocol):
     """The slice of a Hugging Face tokenizer this module needs."""
 
@@ -87,6 +97,17 @@ def sanitize(text: str, forbidden_texts: Iterable[str]) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
+def merge_turns(turns: Iterable[Turn]) -> list[str]:
+    """Texts of the dialogue with consecutive turns of one author joined into one turn."""
+    merged: list[tuple[str, str]] = []
+    for turn in turns:
+        if merged and merged[-1][0] == turn.author:
+            merged[-1] = (turn.author, f"{merged[-1][1]} {turn.text}")
+        else:
+            merged.append((turn.author, turn.text))
+    return [text for _, text in merged]
+
+
 def speaker_ids(turn_count: int, tokens: SpecialTokens) -> list[int]:
     """Speaker id of each turn: they alternate so that the last turn is the user's (first speaker)."""
     return [tokens.first if (turn_count - index) % 2 == 1 else tokens.second for index in range(turn_count)]
@@ -134,7 +155,9 @@ def reply_ids(generated: Sequence[int], tokens: SpecialTokens) -> list[int]:
 
 
 def clean_reply(text: str, forbidden_texts: Iterable[str]) -> str:
-    """Cut a decoded reply at the first special-token text and fold its whitespace."""
+    """Cut a decoded reply at the first special-token text, drop broken characters, fold whitespace."""
     for token in forbidden_texts:
         text = text.split(token, 1)[0]
+    # A reply cut at max_new_tokens can end inside a multi-byte character, which decodes to U+FFFD.
+    text = text.replace("\ufffd", "")
     return _WHITESPACE.sub(" ", text).strip()

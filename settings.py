@@ -32,6 +32,12 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"
     workers: int = 1
+    max_batch: int = 16
+    batch_window_ms: float = 10.0
+    max_pending: int = 64
+    chat_queue_limit: int = 3
+    generation_timeout: float = 60.0
+    db_path: str = "data/bot.sqlite3"
     context_turns: int = 3
     max_new_tokens: int = 40
     temperature: float = 1.2
@@ -85,6 +91,12 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     "device": (_device, _device.expected, lambda v: True),  # type: ignore[attr-defined]
     "dtype": (_choice("auto", "float32", "float16", "bfloat16"), "auto, float32, float16 or bfloat16", lambda v: True),
     "workers": (_int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64),
+    "max_batch": (_int, "a whole number from 1 to 256", lambda v: 1 <= v <= 256),
+    "batch_window_ms": (float, "a number of milliseconds from 0 to 1000", lambda v: 0 <= v <= 1000),
+    "max_pending": (_int, "a whole number of 1 or more", lambda v: v >= 1),
+    "chat_queue_limit": (_int, "a whole number of 1 or more", lambda v: v >= 1),
+    "generation_timeout": (float, "a number of seconds above 0", lambda v: v > 0),
+    "db_path": (_strip, "a file path such as data/bot.sqlite3", lambda v: bool(v)),
     "context_turns": (_int, "a whole number from 1 to 20", lambda v: 1 <= v <= 20),
     "max_new_tokens": (_int, "a whole number from 1 to 1024", lambda v: 1 <= v <= 1024),
     "temperature": (float, "a number above 0", lambda v: v > 0),

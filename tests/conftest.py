@@ -14,9 +14,20 @@ SHARED = ROOT.parent / "shared"
 RUDIALOGPT_DIR = SHARED / "rudialogpt-small"
 
 TINY_TEXTS = [
-    "привет", "как дела?", "нормально, а у тебя?", "всё хорошо, спасибо", "что делаешь?",
-    "читаю книгу", "какую?", "про море и корабли", "звучит интересно", "пойдём гулять",
-    "давай завтра", "hello there", "ok 123 !?", "😀 эмодзи тоже бывают",
+    "привет",
+    "как дела?",
+    "нормально, а у тебя?",
+    "всё хорошо, спасибо",
+    "что делаешь?",
+    "читаю книгу",
+    "какую?",
+    "про море и корабли",
+    "звучит интересно",
+    "пойдём гулять",
+    "давай завтра",
+    "hello there",
+    "ok 123 !?",
+    "😀 эмодзи тоже бывают",
 ]
 
 
@@ -40,8 +51,14 @@ def build_tiny_model(directory: Path, seed: int = 0) -> Path:
     tokenizer.add_tokens([FIRST_SPEAKER, SECOND_SPEAKER])
     torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        n_positions=128,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     GPT2LMHeadModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)

@@ -1,0 +1,124 @@
+"""Coalesce requests that arrive together into batches, run in a bounded thread pool.
+
+Pure asyncio: the batch function (a batched ``generate()``) runs in the pool through
+``loop.run_in_executor``, so the event loop never waits on the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from errors import BusyError
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+@dataclass
+class _Pending(Generic[Item, Result]):
+    item: Item
+    key: Hashable
+    future: asyncio.Future[Result] = field(repr=False)
+
+
+class BatchingPool(Generic[Item, Result]):
+    """Runs ``run_batch(items) -> results`` in at most ``workers`` threads, ``max_batch`` items a call.
+
+    Requests wait at most ``window`` seconds for company when a worker is free; while every worker is
+    busy they queue and leave together as soon as one frees. Only items with the same key share a
+    batch (e.g. the same sampling settings). More than ``max_pending`` waiting or running items
+    raise BusyError at once, so memory stays bounded under a flood.
+    """
+
+    def __init__(
+        self,
+        run_batch: Callable[[Sequence[Item]], Sequence[Result]],
+        *,
+        workers: int,
+        max_batch: int,
+        window: float,
+        max_pending: int,
+    ) -> None:
+        self._run_batch = run_batch
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="generate")
+        self._idle_workers = workers
+        self._max_batch = max_batch
+        self._window = window
+        self._max_pending = max_pending
+        self._queue: list[_Pending[Item, Result]] = []
+        self._running = 0
+        self._dispatch_task: asyncio.Task[None] | None = None
+        self._batch_tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending(self) -> int:
+        """Items queued or being generated now."""
+        return len(self._queue) + self._running
+
+    async def submit(self, item: Item, key: Hashable = None) -> Result:
+        """Queue one item and wait for its result; raises BusyError when the queue is full."""
+        if self.pending >= self._max_pending:
+            raise BusyError(f"{self.pending} requests pending")
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(item, key, future))
+        self._wake()
+        return await future
+
+    def run_sync(self, items: Sequence[Item]) -> Sequence[Result]:
+        """Run one batch in the calling thread (warm-up, console)."""
+        return self._run_batch(items)
+
+    def shutdown(self) -> None:
+        """Stop accepting work and let running batches finish."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _wake(self) -> None:
+        if self._dispatch_task is None and self._idle_workers and self._queue:
+            self._dispatch_task = asyncio.create_task(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        try:
+            await asyncio.sleep(self._window)
+            while self._idle_workers and self._queue:
+                batch = self._take_batch()
+                if not batch:
+                    continue
+                self._idle_workers -= 1
+                self._running += len(batch)
+                task = asyncio.create_task(self._run(batch))
+                self._batch_tasks.add(task)
+                task.add_done_callback(self._batch_tasks.discard)
+        finally:
+            self._dispatch_task = None
+
+    def _take_batch(self) -> list[_Pending[Item, Result]]:
+        # Requests whose callers gave up are dropped here rather than generated for nobody.
+        self._queue = [pending for pending in self._queue if not pending.future.done()]
+        if not self._queue:
+            return []
+        key = self._queue[0].key
+        batch = [pending for pending in self._queue if pending.key == key][: self._max_batch]
+        taken = {id(pending) for pending in batch}
+        self._queue = [pending for pending in self._queue if id(pending) not in taken]
+        return batch
+
+    async def _run(self, batch: list[_Pending[Item, Result]]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, self._run_batch, [p.item for p in batch])
+        except Exception as error:  # noqa: BLE001 - handed to every waiting caller
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+        else:
+            for pending, result in zip(batch, results, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(result)
+        finally:
+            self._running -= len(batch)
+            self._idle_workers += 1
+            self._wake()

@@ -1,0 +1,245 @@
+"""The model side of the bot: load ruDialoGPT once, generate replies in batches off the event loop.
+
+Nothing here imports aiogram; main.py wires this to the handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria
+from transformers.utils import logging as transformers_logging
+
+import texts
+from batching import BatchingPool
+from dialogue import SpecialTokens, build_prompt, clean_reply, merge_turns, reply_ids, sanitize
+from errors import ChatFloodError, EmptyMessageError, ReplyTimeoutError
+from settings import Settings
+from store import BOT_AUTHOR, ChatStore, Turn
+
+logger = logging.getLogger(__name__)
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+# Stored turns read per chat: enough for any CONTEXT_TURNS once consecutive turns are merged.
+_HISTORY_WINDOW = 64
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message says where it was looked for and what to do."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One reply to generate: the dialogue turns (oldest first) and when to give up."""
+
+    turns: tuple[str, ...]
+    deadline: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A generated reply (possibly empty) and whether the deadline cut it short."""
+
+    text: str
+    timed_out: bool = False
+
+
+def pick_device(requested: str) -> torch.device:
+    """The torch device for DEVICE: ``auto`` takes CUDA when present."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """The dtype for DTYPE: ``auto`` is bf16 on CUDA (fp16 without bf16) and on CPUs with AMX, else fp32."""
+    if requested != "auto":
+        return getattr(torch, requested)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and torch.cpu.get_capabilities().get("amx_bf16", False):
+        return torch.bfloat16
+    return torch.float32
+
+
+def _check_model_path(model_path: str) -> None:
+    if Path(model_path).exists() or _HUB_ID.match(model_path):
+        return
+    raise ModelLoadError(
+        f"no model at {Path(model_path).resolve()}: train one with `python train.py --data CHAT.csv --out "
+        f"{model_path}`, or set MODEL_PATH to a model directory or a hub id such as tinkoff-ai/ruDialoGPT-small"
+    )
+
+
+class _Deadlines(StoppingCriteria):
+    """Stops each row of a batch at its own deadline, so a slow generation really ends in the worker."""
+
+    def __init__(self, deadlines: Sequence[float]) -> None:
+        self._deadlines = torch.tensor(deadlines, dtype=torch.float64)
+        self.hit = torch.zeros(len(deadlines), dtype=torch.bool)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        self.hit |= self._deadlines <= time.monotonic()
+        return self.hit.to(input_ids.device)
+
+
+class ReplyModel:
+    """A loaded tokenizer and model that turn batches of dialogues into replies (runs in a worker)."""
+
+    def __init__(self, settings: Settings) -> None:
+        _check_model_path(settings.model_path)
+        started = time.perf_counter()
+        transformers_logging.disable_progress_bar()
+        self.device = pick_device(settings.device)
+        self.dtype = pick_dtype(settings.dtype, self.device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(settings.model_path)
+            model = AutoModelForCausalLM.from_pretrained(settings.model_path, dtype=self.dtype)
+        except (OSError, ValueError) as error:
+            raise ModelLoadError(f"could not load the model from {settings.model_path}: {error}") from None
+        self.model = model.to(self.device).eval()
+        try:
+            self.tokens = SpecialTokens.from_tokenizer(self.tokenizer)
+        except ValueError as error:
+            raise ModelLoadError(f"{settings.model_path}: {error}") from None
+        self.name = settings.model_path
+        self.load_seconds = time.perf_counter() - started
+        self.parameters = sum(p.numel() for p in self.model.parameters())
+        self._context_turns = settings.context_turns
+        self._max_prompt = self.model.config.n_positions - settings.max_new_tokens
+        self._generation = GenerationConfig(
+            do_sample=True,
+            max_new_tokens=settings.max_new_tokens,
+            temperature=settings.temperature,
+            top_k=settings.top_k,
+            top_p=settings.top_p,
+            repetition_penalty=settings.repetition_penalty,
+            no_repeat_ngram_size=settings.no_repeat_ngram_size,
+            eos_token_id=list(self.tokens.speakers),
+            pad_token_id=self.tokens.pad,
+            # The pad token is never a word of a reply; batched rows are padded with it.
+            suppress_tokens=[self.tokens.pad],
+        )
+        logger.info(
+            "loaded %s in %.1f s: %s, %s, %.1fM parameters",
+            self.name,
+            self.load_seconds,
+            self.device,
+            str(self.dtype).removeprefix("torch."),
+            self.parameters / 1e6,
+        )
+
+    def clean_user_text(self, text: str) -> str:
+        """The user's text without special tokens or invisible characters."""
+        return sanitize(text, self.tokens.forbidden_texts)
+
+    def generate(self, requests: Sequence[Request], generation: GenerationConfig | None = None) -> list[Outcome]:
+        """Generate one reply per request in a single batched ``generate()`` call."""
+        prompts = [
+            build_prompt(self.tokenizer, self.tokens, request.turns, self._context_turns, self._max_prompt)
+            for request in requests
+        ]
+        width = max(map(len, prompts))
+        # Left padding keeps every prompt's last token next to the first generated one.
+        input_ids = torch.tensor([[self.tokens.pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        deadlines = _Deadlines([request.deadline for request in requests])
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=generation or self._generation,
+                stopping_criteria=[deadlines],
+            )
+        outcomes = []
+        for row, timed_out in zip(output[:, width:].tolist(), deadlines.hit.tolist(), strict=True):
+            text = self.tokenizer.decode(reply_ids(row, self.tokens), skip_special_tokens=True)
+            outcomes.append(Outcome(clean_reply(text, self.tokens.forbidden_texts), timed_out))
+        return outcomes
+
+
+@dataclass
+class _ChatQueue:
+    """A chat's messages waiting for (or getting) a reply, served one at a time."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+
+
+class ReplyGenerator:
+    """Replies to chats: keeps each chat's history and batches generation in a bounded pool."""
+
+    def __init__(self, model: ReplyModel, store: ChatStore, settings: Settings) -> None:
+        self.model = model
+        self._store = store
+        self._timeout = settings.generation_timeout
+        self._context_turns = settings.context_turns
+        self._pool: BatchingPool[Request, Outcome] = BatchingPool(
+            model.generate,
+            workers=settings.workers,
+            max_batch=settings.max_batch,
+            window=settings.batch_window_ms / 1000,
+            max_pending=settings.max_pending,
+        )
+        self._chat_queue_limit = settings.chat_queue_limit
+        self._chat_queues: dict[int, _ChatQueue] = {}
+
+    @property
+    def pending(self) -> int:
+        """Replies queued or being generated."""
+        return self._pool.pending
+
+    def warm_up(self) -> None:
+        """Run one short generation so the first user doesn't pay for lazy initialisation."""
+        started = time.perf_counter()
+        self._pool.run_sync([Request(("привет",), time.monotonic() + 60)])
+        logger.info("warm-up generation took %.2f s", time.perf_counter() - started)
+
+    async def reply(self, chat_id: int, text: str, author: str) -> str:
+        """Reply to ``text`` from ``author`` in ``chat_id``; both turns are stored only if a reply was made.
+
+        A chat's messages are answered one at a time, in order; past CHAT_QUEUE_LIMIT waiting ones a
+        message gets ChatFloodError at once. Also raises EmptyMessageError, BusyError (queue full) and
+        ReplyTimeoutError. An empty generation gives a fallback phrase, which is not stored.
+        """
+        clean = self.model.clean_user_text(text)
+        if not clean:
+            raise EmptyMessageError(text)
+        queue = self._chat_queues.setdefault(chat_id, _ChatQueue())
+        if queue.waiting >= self._chat_queue_limit:
+            raise ChatFloodError(f"chat {chat_id} already has {queue.waiting} messages waiting")
+        queue.waiting += 1
+        try:
+            # One reply at a time per chat (FIFO) keeps its history in order and its share of the model fair.
+            async with queue.lock:
+                return await self._reply_in_turn(chat_id, clean, author)
+        finally:
+            queue.waiting -= 1
+            if not queue.waiting:
+                del self._chat_queues[chat_id]
+
+    async def _reply_in_turn(self, chat_id: int, clean: str, author: str) -> str:
+        history = self._store.recent_turns(chat_id, _HISTORY_WINDOW)
+        turns = merge_turns([*history, Turn(author, clean)])[-self._context_turns :]
+        outcome = await self._pool.submit(Request(tuple(turns), time.monotonic() + self._timeout))
+        if outcome.timed_out:
+            raise ReplyTimeoutError(f"generation for chat {chat_id} ran past {self._timeout} s")
+        if not outcome.text:
+            return texts.FALLBACK_REPLY
+        self._store.add_turns(chat_id, [Turn(author, clean), Turn(BOT_AUTHOR, outcome.text)])
+        return outcome.text
+
+    def forget(self, chat_id: int) -> None:
+        """Clear the chat's history."""
+        self._store.clear(chat_id)
+
+    def shutdown(self) -> None:
+        """Let running generations finish and stop the pool."""
+        self._pool.shutdown()

@@ -1,0 +1,147 @@
+"""Telegram handlers: commands, free-text chat and the answers to everything else.
+
+Nothing here imports torch: the generator arrives through the dispatcher's workflow data.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Protocol
+
+from aiogram import Bot, F, Router
+from aiogram.enums import ChatAction
+from aiogram.exceptions import TelegramForbiddenError
+from aiogram.filters import Command, CommandObject, CommandStart, ExceptionTypeFilter
+from aiogram.types import ErrorEvent, Message
+from aiogram.utils.chat_action import ChatActionSender
+
+import texts
+from errors import BusyError, ChatFloodError, EmptyMessageError, ReplyTimeoutError
+from notify import AdminNotifier
+
+logger = logging.getLogger(__name__)
+
+TELEGRAM_TEXT_LIMIT = 4096
+
+
+class Replier(Protocol):
+    """What the handlers need of the generator."""
+
+    async def reply(self, chat_id: int, text: str, author: str) -> str: ...
+
+    def forget(self, chat_id: int) -> None: ...
+
+
+def split_text(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
+    """Split a text into Telegram-sized parts, at a line break or space where one is near."""
+    parts = []
+    while len(text) > limit:
+        cut = max(text.rfind("\n", 0, limit), text.rfind(" ", 0, limit))
+        if cut < limit // 2:
+            cut = limit
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    return [*parts, text] if text else parts
+
+
+async def send_plain(message: Message, text: str) -> None:
+    """Answer with plain text (no parse mode, so model output can't break markup), split if long."""
+    for part in split_text(text):
+        await message.answer(part, parse_mode=None)
+
+
+async def start(message: Message, generator: Replier) -> None:
+    """Greet the user and start the dialogue afresh."""
+    generator.forget(message.chat.id)
+    await send_plain(message, texts.GREETING)
+
+
+async def show_help(message: Message) -> None:
+    """List the commands."""
+    await send_plain(message, texts.HELP)
+
+
+async def reset(message: Message, generator: Replier) -> None:
+    """Clear this chat's dialogue history."""
+    generator.forget(message.chat.id)
+    await send_plain(message, texts.HISTORY_CLEARED)
+
+
+async def unknown_command(message: Message, command: CommandObject, bot: Bot) -> None:
+    """Point to /help for commands this bot doesn't know; stay quiet about other bots' commands."""
+    me = await bot.me()
+    if command.mention and command.mention.lower() != (me.username or "").lower():
+        return
+    await send_plain(message, texts.UNKNOWN_COMMAND)
+
+
+async def chat(message: Message, bot: Bot, generator: Replier) -> None:
+    """Answer free text with the model's reply, showing "typing…" while it is generated."""
+    author = str(message.from_user.id) if message.from_user else str(message.chat.id)
+    async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
+        reply = await generator.reply(message.chat.id, message.text or "", author)
+    await send_plain(message, reply)
+
+
+async def not_text(message: Message) -> None:
+    """Answer stickers, photos, voice and other non-text messages politely."""
+    await send_plain(message, texts.NOT_TEXT)
+
+
+async def on_empty(event: ErrorEvent) -> None:
+    """Answer a message that had no readable text left."""
+    await _answer_update(event, texts.EMPTY_TEXT)
+
+
+async def on_flood(event: ErrorEvent) -> None:
+    """Answer a message sent while this chat's earlier ones still wait for replies."""
+    await _answer_update(event, texts.SLOW_DOWN)
+
+
+async def on_busy(event: ErrorEvent) -> None:
+    """Answer at once when the generation queue is full."""
+    await _answer_update(event, texts.BUSY)
+
+
+async def on_timeout(event: ErrorEvent) -> None:
+    """Apologise for a generation that ran past its time limit."""
+    logger.warning("%s", event.exception)
+    await _answer_update(event, texts.TIMEOUT)
+
+
+async def on_blocked(event: ErrorEvent) -> None:
+    """Drop answers to users who blocked the bot."""
+    logger.info("not delivered: %s", event.exception)
+
+
+async def on_error(event: ErrorEvent, admins: AdminNotifier) -> None:
+    """Apologise to the user, log the traceback and alert the admins (rate-limited)."""
+    logger.error("error while handling update %s", event.update.update_id, exc_info=event.exception)
+    await admins.alert(f"{type(event.exception).__name__}: {event.exception}")
+    await _answer_update(event, texts.ERROR)
+
+
+async def _answer_update(event: ErrorEvent, text: str) -> None:
+    message = event.update.message
+    if message is not None:
+        await send_plain(message, text)
+
+
+def create_router() -> Router:
+    """A router with every handler of the bot; one per Dispatcher."""
+    router = Router(name="chat")
+    router.message.register(start, CommandStart())
+    router.message.register(show_help, Command("help"))
+    router.message.register(reset, Command("reset", "delete_history"))
+    router.message.register(unknown_command, Command(re.compile(r"^\w+$"), ignore_mention=True))
+    router.message.register(chat, F.text)
+    router.message.register(not_text)
+
+    router.errors.register(on_empty, ExceptionTypeFilter(EmptyMessageError))
+    router.errors.register(on_flood, ExceptionTypeFilter(ChatFloodError))
+    router.errors.register(on_busy, ExceptionTypeFilter(BusyError))
+    router.errors.register(on_timeout, ExceptionTypeFilter(ReplyTimeoutError))
+    router.errors.register(on_blocked, ExceptionTypeFilter(TelegramForbiddenError))
+    router.errors.register(on_error)
+    return router

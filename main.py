@@ -1,0 +1,119 @@
+"""Run the bot: ``python main.py`` (Telegram long polling) or ``python main.py --console`` (terminal chat)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+
+import texts
+from console import run_console
+from generator import ModelLoadError, ReplyGenerator, ReplyModel
+from handlers import create_router
+from inflight import InFlightUpdates
+from notify import AdminNotifier
+from settings import ConfigError, Settings, load_settings
+from store import ChatStore, StoreError
+from telegram_retry import RetryRequests
+
+logger = logging.getLogger("bot")
+
+NO_TOKEN_HINT = (
+    "BOT_TOKEN is not set: put BOT_TOKEN=<token from @BotFather> in .env (see config.example.py), "
+    "or run `python main.py --console` to chat with the model in this terminal"
+)
+
+
+def create_bot(settings: Settings) -> Bot:
+    """A Bot for the token, talking to TELEGRAM_API_BASE when set, with retries on failed calls."""
+    api = TelegramAPIServer.from_base(settings.telegram_api_base) if settings.telegram_api_base else None
+    session = AiohttpSession(api=api) if api else AiohttpSession()
+    session.middleware(RetryRequests())
+    return Bot(settings.bot_token, session=session)
+
+
+def create_dispatcher(generator: ReplyGenerator, admins: AdminNotifier, settings: Settings) -> Dispatcher:
+    """A Dispatcher with the bot's router and its dependencies in the workflow data."""
+    dispatcher = Dispatcher(generator=generator, admins=admins, settings=settings)
+    dispatcher.include_router(create_router())
+    return dispatcher
+
+
+async def run_bot(settings: Settings, generator: ReplyGenerator) -> None:
+    """Long-poll Telegram until SIGINT/SIGTERM, then finish in-flight replies and tell the admins."""
+    bot = create_bot(settings)
+    admins = AdminNotifier(bot, settings.admin_chat_id)
+    dispatcher = create_dispatcher(generator, admins, settings)
+    in_flight = InFlightUpdates()
+    dispatcher.update.outer_middleware(in_flight)
+    model = generator.model
+
+    async def on_startup() -> None:
+        await admins.send(
+            texts.ADMIN_STARTED.format(
+                model=model.name,
+                device=model.device,
+                dtype=str(model.dtype).removeprefix("torch."),
+                load_seconds=model.load_seconds,
+            )
+        )
+
+    async def on_shutdown() -> None:
+        unfinished = await in_flight.wait(settings.shutdown_timeout)
+        if unfinished:
+            logger.warning("%d replies still running at shutdown; stopping anyway", unfinished)
+        await admins.send(texts.ADMIN_STOPPING)
+
+    dispatcher.startup.register(on_startup)
+    dispatcher.shutdown.register(on_shutdown)
+    await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description="ruDialoGPT Telegram chat bot")
+    parser.add_argument("--console", action="store_true", help="chat with the model in this terminal")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load settings and the model once, then serve Telegram (or the console); returns the exit status."""
+    args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        logger.error("config error: %s", error)
+        return 2
+    logging.getLogger().setLevel(settings.log_level.upper())
+    console = args.console or not settings.bot_token
+    if not settings.bot_token:
+        logger.warning(NO_TOKEN_HINT)
+        if not args.console and not sys.stdin.isatty():
+            return 2
+    try:
+        store = ChatStore(settings.db_path)
+        generator = ReplyGenerator(ReplyModel(settings), store, settings)
+    except (ModelLoadError, StoreError) as error:
+        logger.error("%s", error)
+        return 2
+    try:
+        generator.warm_up()
+        if console:
+            asyncio.run(run_console(generator))
+        else:
+            asyncio.run(run_bot(settings, generator))
+    finally:
+        generator.shutdown()
+        store.close()
+    logger.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
