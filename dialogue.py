@@ -81,19 +81,15 @@ class SpecialTokens:
 def sanitize(text: str, forbidden_texts: Iterable[str]) -> str:
     """Remove special-token texts and invisible characters a user typed, and fold whitespace.
 
-    Removal repeats until nothing changes, so ``@@ПЕР@@ПЕРВЫЙ@@ВЫЙ@@`` can't reassemble a token.
+    Each removed token leaves a space, so ``@@ПЕР@@ПЕРВЫЙ@@ВЫЙ@@`` can't close up into a new token.
     """
-    forbidden = tuple(forbidden_texts)
     text = "".join(
         " " if ch in "\n\r\t" else ch
         for ch in unicodedata.normalize("NFC", text)
         if ch in "\n\r\t" or unicodedata.category(ch) not in _DROPPED_CATEGORIES
     )
-    previous = None
-    while previous != text:
-        previous = text
-        for token in forbidden:
-            text = text.replace(token, " ")
+    for token in forbidden_texts:
+        text = text.replace(token, " ")
     return _WHITESPACE.sub(" ", text).strip()
 
 
@@ -155,9 +151,17 @@ def reply_ids(generated: Sequence[int], tokens: SpecialTokens) -> list[int]:
 
 
 def clean_reply(text: str, forbidden_texts: Iterable[str]) -> str:
-    """Cut a decoded reply at the first special-token text, drop broken characters, fold whitespace."""
+    """Cut a decoded reply at the first special-token text, drop broken and invisible characters, fold whitespace."""
     for token in forbidden_texts:
         text = text.split(token, 1)[0]
     # A reply cut at max_new_tokens can end inside a multi-byte character, which decodes to U+FFFD.
-    text = text.replace("\ufffd", "")
-    return _WHITESPACE.sub(" ", text).strip()
+    return _WHITESPACE.sub(" ", _visible(text).replace("\ufffd", "")).strip()
+
+
+def _visible(text: str) -> str:
+    """The text in NFC without control, format (zero-width, bidi), surrogate or private-use characters."""
+    return "".join(
+        " " if ch in "\n\r\t" else ch
+        for ch in unicodedata.normalize("NFC", text)
+        if ch in "\n\r\t" or unicodedata.category(ch) not in _DROPPED_CATEGORIES
+    )

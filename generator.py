@@ -142,6 +142,13 @@ class ReplyModel:
 
     def generate(self, requests: Sequence[Request], generation: GenerationConfig | None = None) -> list[Outcome]:
         """Generate one reply per request in a single batched ``generate()`` call."""
+        rows, timed_out = self.generate_ids(requests, generation)
+        return [Outcome(self._decode(row), hit) for row, hit in zip(rows, timed_out, strict=True)]
+
+    def generate_ids(
+        self, requests: Sequence[Request], generation: GenerationConfig | None = None
+    ) -> tuple[list[list[int]], list[bool]]:
+        """The new token ids of each request's row (pads included) and whether its deadline cut it."""
         prompts = [
             build_prompt(self.tokenizer, self.tokens, request.turns, self._context_turns, self._max_prompt)
             for request in requests
@@ -158,11 +165,11 @@ class ReplyModel:
                 generation_config=generation or self._generation,
                 stopping_criteria=[deadlines],
             )
-        outcomes = []
-        for row, timed_out in zip(output[:, width:].tolist(), deadlines.hit.tolist(), strict=True):
-            text = self.tokenizer.decode(reply_ids(row, self.tokens), skip_special_tokens=True)
-            outcomes.append(Outcome(clean_reply(text, self.tokens.forbidden_texts), timed_out))
-        return outcomes
+        return output[:, width:].tolist(), deadlines.hit.tolist()
+
+    def _decode(self, row: Sequence[int]) -> str:
+        text = self.tokenizer.decode(reply_ids(row, self.tokens), skip_special_tokens=True)
+        return clean_reply(text, self.tokens.forbidden_texts)
 
 
 @dataclass

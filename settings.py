@@ -46,7 +46,7 @@ class Settings:
     repetition_penalty: float = 1.2
     no_repeat_ngram_size: int = 2
     shutdown_timeout: float = 30.0
-    log_level: str = "INFO"
+    log_level: str = "info"
 
 
 def _int(value: str) -> int:

@@ -56,6 +56,8 @@ def build_tiny_model(directory: Path, seed: int = 0) -> Path:
         n_embd=32,
         n_layer=2,
         n_head=2,
+        # Untied, so a random model does not just repeat its last input token (the speaker token).
+        tie_word_embeddings=False,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -1,0 +1,56 @@
+"""Every setting of the bot, with its default.
+
+Set them in the environment, in a `.env` file (same names, `NAME=value` lines), or copy this file
+to `config.py` and edit it there. The environment wins over `.env`, which wins over `config.py`.
+A bad value stops start-up with one line naming the setting.
+"""
+
+# --- Telegram -------------------------------------------------------------------------------------
+# The token from @BotFather. Empty: `python main.py` explains how to set it and, in a terminal,
+# offers the console chat. Keep it out of git: put it in `.env` (ignored) or the environment.
+BOT_TOKEN = ""
+# Chat ids told when the bot starts and stops, and alerted on errors: one id or "id1,id2".
+ADMIN_CHAT_ID = ""
+# Base URL of a Bot API server, e.g. a self-hosted one (http://127.0.0.1:8081). Empty: Telegram's.
+TELEGRAM_API_BASE = ""
+
+# --- The model ------------------------------------------------------------------------------------
+# A model directory (what train.py writes) or a hub id such as "tinkoff-ai/ruDialoGPT-small".
+MODEL_PATH = "saved_model"
+# "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:N" or "mps".
+DEVICE = "auto"
+# "auto" (bf16 on CUDA or on a CPU with AMX, fp16 on older GPUs, fp32 otherwise), "float32",
+# "float16" or "bfloat16".
+DTYPE = "auto"
+
+# --- Serving --------------------------------------------------------------------------------------
+# Threads that run generate(); each runs one batch at a time. One is best on a small CPU.
+WORKERS = 1
+# Most replies generated together in one batched generate() call.
+MAX_BATCH = 16
+# How long (ms) a request waits for others to share its batch when a worker is free.
+BATCH_WINDOW_MS = 10
+# Replies queued or generating at once; past this a user is told the bot is busy.
+MAX_PENDING = 64
+# Messages of one chat waiting for their replies; past this the user is asked to wait.
+CHAT_QUEUE_LIMIT = 3
+# Seconds a generation may run before it is stopped and the user gets an apology.
+GENERATION_TIMEOUT = 60
+# Seconds to let in-flight replies finish after SIGINT/SIGTERM.
+SHUTDOWN_TIMEOUT = 30
+# SQLite file with each chat's history (created, with its folder, on first start).
+DB_PATH = "data/bot.sqlite3"
+
+# --- Dialogue and sampling (defaults from the ruDialoGPT model card) --------------------------------
+# Dialogue turns the model sees: the user's message and the ones before it.
+CONTEXT_TURNS = 3
+MAX_NEW_TOKENS = 40
+TEMPERATURE = 1.2
+TOP_K = 10
+TOP_P = 0.95
+REPETITION_PENALTY = 1.2
+NO_REPEAT_NGRAM_SIZE = 2
+
+# --- Logging --------------------------------------------------------------------------------------
+# DEBUG, INFO, WARNING or ERROR.
+LOG_LEVEL = "INFO"

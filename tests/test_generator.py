@@ -1,0 +1,187 @@
+"""The generator on a real (tiny) model loaded with from_pretrained: replies, history, batching, stops."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import GenerationConfig
+
+import texts
+from errors import ChatFloodError, EmptyMessageError, ReplyTimeoutError
+from generator import ModelLoadError, ReplyGenerator, ReplyModel, Request, pick_dtype
+from settings import Settings
+from store import ChatStore, Turn
+
+PROMPTS = [
+    ("привет",),
+    ("как дела?", "нормально, а у тебя?", "всё хорошо, спасибо"),
+    ("что делаешь?", "читаю книгу"),
+    ("пойдём гулять",),
+]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir: Path) -> ReplyModel:
+    return ReplyModel(Settings(model_path=str(tiny_model_dir), device="cpu", dtype="float32"))
+
+
+@pytest.fixture
+def generator(model: ReplyModel, tmp_path: Path):
+    settings = Settings(model_path=model.name, db_path=str(tmp_path / "bot.sqlite3"))
+    store = ChatStore(settings.db_path)
+    generator = ReplyGenerator(model, store, settings)
+    yield generator
+    generator.shutdown()
+    store.close()
+
+
+def greedy(model: ReplyModel, **overrides: object) -> GenerationConfig:
+    values = {
+        "do_sample": False,
+        "max_new_tokens": 12,
+        "eos_token_id": list(model.tokens.speakers),
+        "pad_token_id": model.tokens.pad,
+        "suppress_tokens": [model.tokens.pad],
+    }
+    return GenerationConfig(**{**values, **overrides})
+
+
+def requests(*dialogues: tuple[str, ...]) -> list[Request]:
+    return [Request(dialogue, time.monotonic() + 60) for dialogue in dialogues]
+
+
+def test_the_model_loads_once_with_its_facts(model: ReplyModel) -> None:
+    assert model.device.type == "cpu" and model.dtype == torch.float32
+    assert model.parameters == sum(p.numel() for p in model.model.parameters()) > 0
+    assert model.load_seconds > 0
+
+
+def test_a_missing_model_directory_says_where_and_how(tmp_path: Path) -> None:
+    missing = tmp_path / "no_model_here"
+    with pytest.raises(ModelLoadError) as caught:
+        ReplyModel(Settings(model_path=str(missing)))
+    assert str(missing) in str(caught.value) and "train.py" in str(caught.value)
+
+
+def test_a_directory_without_a_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="could not load the model"):
+        ReplyModel(Settings(model_path=str(tmp_path)))
+
+
+def test_hub_ids_reach_from_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub id goes to from_pretrained as is; the hub itself is the only thing mocked."""
+    seen = []
+
+    def fake_hub(name: str, **kwargs: object) -> None:
+        seen.append(name)
+        raise OSError("offline")
+
+    monkeypatch.setattr("generator.AutoTokenizer.from_pretrained", fake_hub)
+    with pytest.raises(ModelLoadError, match="tinkoff-ai/ruDialoGPT-small: offline"):
+        ReplyModel(Settings(model_path="tinkoff-ai/ruDialoGPT-small"))
+    assert seen == ["tinkoff-ai/ruDialoGPT-small"]
+
+
+def test_dtype_auto_follows_the_device() -> None:
+    assert pick_dtype("float16", torch.device("cpu")) == torch.float16
+    cpu_auto = pick_dtype("auto", torch.device("cpu"))
+    has_amx = torch.cpu.get_capabilities().get("amx_bf16", False)
+    assert cpu_auto == (torch.bfloat16 if has_amx else torch.float32)
+
+
+def test_batched_replies_equal_unbatched_ones_under_greedy_decoding(model: ReplyModel) -> None:
+    config = greedy(model)
+    alone = [model.generate(requests(dialogue), config)[0] for dialogue in PROMPTS]
+    together = model.generate(requests(*PROMPTS), config)
+    assert together == alone
+    assert any(outcome.text for outcome in alone)
+
+
+def test_a_requests_stop_token_ends_only_its_own_reply(model: ReplyModel) -> None:
+    free = greedy(model, max_new_tokens=16)
+    rows = {dialogue: model.generate_ids(requests(dialogue), free)[0][0] for dialogue in PROMPTS}
+    # Make a token that one dialogue produces early, and another never produces, the stop token.
+    short, long, stop = next(
+        (a, b, token)
+        for a in PROMPTS
+        for b in PROMPTS
+        for token in rows[a][:8]
+        if a != b and token not in rows[b] and token not in model.tokens.speakers
+    )
+    config = greedy(model, max_new_tokens=16, eos_token_id=[stop])
+    alone = [model.generate_ids(requests(dialogue), config)[0][0] for dialogue in (short, long)]
+    together, _ = model.generate_ids(requests(short, long), config)
+    cut = rows[short].index(stop) + 1
+    assert together[0][:cut] == rows[short][:cut] and set(together[0][cut:]) <= {model.tokens.pad}
+    assert together[1] == rows[long] == alone[1], "the other reply ran on to its full length"
+    assert together[0][:cut] == alone[0][:cut]
+
+
+def test_a_past_deadline_stops_only_its_own_row(model: ReplyModel) -> None:
+    config = greedy(model, max_new_tokens=30, eos_token_id=None)
+    late, on_time = Request(PROMPTS[0], time.monotonic() - 1), Request(PROMPTS[1], time.monotonic() + 60)
+    outcomes = model.generate([late, on_time], config)
+    assert [o.timed_out for o in outcomes] == [True, False]
+    assert outcomes[1] == model.generate([on_time], config)[0]
+
+
+async def test_a_reply_is_stored_with_the_users_turn(generator: ReplyGenerator) -> None:
+    reply = await generator.reply(5, "привет @@ВТОРОЙ@@", "42")
+    assert reply
+    history = generator._store.recent_turns(5, 10)
+    if reply == texts.FALLBACK_REPLY:
+        assert history == []
+    else:
+        assert history == [Turn("42", "привет"), Turn("bot", reply)]
+
+
+async def test_the_prompt_holds_the_chats_recent_turns(generator: ReplyGenerator, monkeypatch) -> None:
+    seen: list[Request] = []
+    real_generate = generator.model.generate
+
+    def spy(batch, generation=None):
+        seen.extend(batch)
+        return real_generate(batch, generation)
+
+    monkeypatch.setattr(generator._pool, "_run_batch", spy)
+    generator._store.add_turns(9, [Turn("1", "раз"), Turn("bot", "два"), Turn("1", "три"), Turn("bot", "четыре")])
+    await generator.reply(9, "пять", "1")
+    assert seen[-1].turns == ("три", "четыре", "пять")
+
+
+async def test_empty_text_after_cleaning_is_refused(generator: ReplyGenerator) -> None:
+    with pytest.raises(EmptyMessageError):
+        await generator.reply(1, "@@ПЕРВЫЙ@@ \u200b", "1")
+
+
+async def test_a_chat_flooding_the_bot_is_asked_to_wait(model: ReplyModel, tmp_path: Path) -> None:
+    settings = Settings(model_path=model.name, chat_queue_limit=2, batch_window_ms=50)
+    store = ChatStore(tmp_path / "db.sqlite3")
+    generator = ReplyGenerator(model, store, settings)
+    results = await asyncio.gather(
+        *(generator.reply(1, f"сообщение {i}", "1") for i in range(4)), return_exceptions=True
+    )
+    assert [isinstance(r, ChatFloodError) for r in results] == [False, False, True, True]
+    generator.shutdown()
+
+
+async def test_a_generation_past_its_timeout_is_stopped(model: ReplyModel, tmp_path: Path) -> None:
+    settings = Settings(model_path=model.name, generation_timeout=1e-6, max_new_tokens=40)
+    store = ChatStore(tmp_path / "db.sqlite3")
+    generator = ReplyGenerator(model, store, settings)
+    with pytest.raises(ReplyTimeoutError):
+        await generator.reply(1, "привет", "1")
+    assert store.recent_turns(1, 10) == []
+    generator.shutdown()
+
+
+def test_settings_reach_the_generation_config(tiny_model_dir: Path) -> None:
+    settings = replace(Settings(), model_path=str(tiny_model_dir), top_k=3, temperature=0.5, max_new_tokens=7)
+    config = ReplyModel(settings)._generation
+    assert (config.top_k, config.temperature, config.max_new_tokens) == (3, 0.5, 7)
+    assert config.do_sample and config.top_p == 0.95 and config.no_repeat_ngram_size == 2

@@ -1,0 +1,148 @@
+"""Handlers through aiogram's real Dispatcher, with a recording session and the tiny real model."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from aiogram import Bot
+from aiogram.exceptions import TelegramForbiddenError
+from aiogram.methods import SendChatAction, SendMessage
+
+import texts
+from generator import ReplyGenerator, ReplyModel
+from handlers import split_text
+from main import create_dispatcher
+from notify import AdminNotifier
+from recording_session import RecordingSession, message_update
+from settings import Settings
+from store import ChatStore, Turn
+
+ADMIN = 777
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir: Path) -> ReplyModel:
+    return ReplyModel(Settings(model_path=str(tiny_model_dir), device="cpu"))
+
+
+class Harness:
+    def __init__(self, model: ReplyModel, tmp_path: Path, **overrides: object) -> None:
+        self.settings = Settings(model_path=model.name, db_path=str(tmp_path / "bot.sqlite3"), **overrides)
+        self.store = ChatStore(self.settings.db_path)
+        self.generator = ReplyGenerator(model, self.store, self.settings)
+        self.session = RecordingSession()
+        self.bot = Bot("42:TEST", session=self.session)
+        self.admins = AdminNotifier(self.bot, [ADMIN])
+        self.dispatcher = create_dispatcher(self.generator, self.admins, self.settings)
+
+    async def send(self, chat_id: int, text: str | None = None, **extra: object) -> list[str]:
+        before = len(self.session.texts(chat_id))
+        await self.dispatcher.feed_raw_update(self.bot, message_update(chat_id, text, **extra))
+        return self.session.texts(chat_id)[before:]
+
+
+@pytest.fixture
+def harness(model: ReplyModel, tmp_path: Path):
+    harness = Harness(model, tmp_path)
+    yield harness
+    harness.generator.shutdown()
+    harness.store.close()
+
+
+async def test_start_greets_and_clears_history(harness: Harness) -> None:
+    harness.store.add_turns(1, [Turn("1", "старое"), Turn("bot", "старое")])
+    assert await harness.send(1, "/start") == [texts.GREETING]
+    assert harness.store.recent_turns(1, 10) == []
+
+
+async def test_help_lists_the_commands(harness: Harness) -> None:
+    [answer] = await harness.send(1, "/help")
+    assert answer == texts.HELP and "/reset" in answer
+
+
+@pytest.mark.parametrize("command", ["/reset", "/delete_history"])
+async def test_reset_clears_history(harness: Harness, command: str) -> None:
+    harness.store.add_turns(1, [Turn("1", "старое")])
+    assert await harness.send(1, command) == [texts.HISTORY_CLEARED]
+    assert harness.store.recent_turns(1, 10) == []
+
+
+async def test_free_text_gets_a_plain_reply_while_typing(harness: Harness) -> None:
+    [reply] = await harness.send(5, "привет, как дела?")
+    assert reply
+    actions = [c for c in harness.session.calls if isinstance(c, SendChatAction)]
+    assert actions and actions[0].chat_id == 5 and actions[0].action == "typing"
+    [sent] = harness.session.sent(5)
+    assert sent.parse_mode is None, "model output must not be parsed as markup"
+    if reply != texts.FALLBACK_REPLY:
+        assert harness.store.recent_turns(5, 10) == [Turn("5", "привет, как дела?"), Turn("bot", reply)]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"sticker": {"file_id": "s", "file_unique_id": "s", "type": "regular", "width": 1, "height": 1,
+                     "is_animated": False, "is_video": False}},
+        {"photo": [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}]},
+        {"voice": {"file_id": "v", "file_unique_id": "v", "duration": 1}},
+    ],
+    ids=["sticker", "photo", "voice"],
+)
+async def test_non_text_messages_get_a_polite_answer(harness: Harness, extra: dict) -> None:
+    assert await harness.send(3, None, **extra) == [texts.NOT_TEXT]
+
+
+async def test_only_special_tokens_get_an_explanation(harness: Harness) -> None:
+    assert await harness.send(3, "@@ПЕРВЫЙ@@ <|endoftext|> \u200b") == [texts.EMPTY_TEXT]
+    assert harness.store.recent_turns(3, 10) == []
+
+
+async def test_unknown_commands_point_to_help_and_other_bots_commands_are_ignored(harness: Harness) -> None:
+    assert await harness.send(3, "/weather") == [texts.UNKNOWN_COMMAND]
+    assert await harness.send(3, "/start@other_bot") == []
+    assert await harness.send(3, "/start@test_bot") == [texts.GREETING]
+
+
+async def test_a_failure_apologises_and_alerts_the_admin_once(harness: Harness, monkeypatch) -> None:
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(harness.generator._pool, "_run_batch", explode)
+    assert await harness.send(8, "привет") == [texts.ERROR]
+    assert await harness.send(9, "привет") == [texts.ERROR]
+    alerts = harness.session.texts(ADMIN)
+    assert len(alerts) == 1 and "CUDA out of memory" in alerts[0]
+
+
+async def test_a_blocked_user_is_logged_not_retried(harness: Harness, caplog) -> None:
+    harness.session.fail[SendMessage] = TelegramForbiddenError(
+        method=SendMessage(chat_id=4, text="x"), message="Forbidden: bot was blocked by the user"
+    )
+    with caplog.at_level(logging.INFO):
+        await harness.send(4, "/help")
+    assert len(harness.session.sent(4)) == 1
+    assert "blocked" in caplog.text
+
+
+async def test_a_full_queue_answers_busy_at_once(model: ReplyModel, tmp_path: Path) -> None:
+    harness = Harness(model, tmp_path, max_pending=1, batch_window_ms=200)
+    slow = asyncio.ensure_future(harness.send(1, "первый"))
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    assert await harness.send(2, "второй") == [texts.BUSY]
+    assert time.perf_counter() - started < 0.5
+    assert (await slow)[0] != texts.BUSY
+    harness.generator.shutdown()
+
+
+def test_long_replies_are_split_for_telegram() -> None:
+    text = ("слово " * 1500).strip()
+    parts = split_text(text)
+    assert len(parts) == 3 and all(len(p) <= 4096 for p in parts)
+    assert " ".join(parts) == text
+    assert split_text("x" * 5000) == ["x" * 4096, "x" * 904]
+    assert split_text("коротко") == ["коротко"]
