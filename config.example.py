@@ -11,6 +11,13 @@ A bad value stops start-up with one line naming the setting.
 BOT_TOKEN = ""
 # Chat ids told when the bot starts and stops, and alerted on errors: one id or "id1,id2".
 ADMIN_CHAT_ID = ""
+# Only these users / chats may talk to the bot (ids, comma-separated); others get a polite refusal.
+# Both empty: everyone may.
+ALLOWED_USERS = ""
+ALLOWED_CHATS = ""
+# In groups the bot answers when @mentioned, when replied to, or when a message starts with this
+# word (any case, punctuation after it allowed), e.g. "Тимоха". Empty: mentions and replies only.
+TRIGGER_WORD = ""
 # Base URL of a Bot API server, e.g. a self-hosted one (http://127.0.0.1:8081). Empty: Telegram's.
 TELEGRAM_API_BASE = ""
 
@@ -40,10 +47,16 @@ GENERATION_TIMEOUT = 60
 SHUTDOWN_TIMEOUT = 30
 # SQLite file with each chat's history (created, with its folder, on first start).
 DB_PATH = "data/bot.sqlite3"
+# Days to keep dialogue turns; older ones are deleted automatically (hourly). 0: keep until /reset or /forget.
+HISTORY_TTL_DAYS = 0
 
 # --- Dialogue and sampling (defaults from the ruDialoGPT model card) --------------------------------
-# Dialogue turns the model sees: the user's message and the ones before it.
+# Dialogue turns the model sees: the user's message and the ones before it (1..10); a chat can
+# choose its own with /context.
 CONTEXT_TURNS = 3
+# The sampling style of chats that haven't picked one in /settings: "lively" (the values below) or
+# "calm" (temperature 0.7, top_p 0.9, repetition_penalty 1.3).
+REPLY_STYLE = "lively"
 MAX_NEW_TOKENS = 40
 TEMPERATURE = 1.2
 TOP_K = 10

@@ -15,6 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+# ruDialoGPT was trained on 3 turns of context; far longer contexts only dilute the prompt.
+MAX_CONTEXT_TURNS = 10
+
 FIRST_SPEAKER = "@@ПЕРВЫЙ@@"
 SECOND_SPEAKER = "@@ВТОРОЙ@@"
 

@@ -35,12 +35,20 @@ class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says where it was looked for and what to do."""
 
 
+# What each of settings.STYLES changes: "lively" is the configured (model card) sampling.
+STYLE_OVERRIDES: dict[str, dict[str, float]] = {
+    "lively": {},
+    "calm": {"temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.3},
+}
+
+
 @dataclass(frozen=True)
 class Request:
-    """One reply to generate: the dialogue turns (oldest first) and when to give up."""
+    """One reply to generate: the dialogue turns (oldest first), when to give up, and the sampling style."""
 
     turns: tuple[str, ...]
     deadline: float
+    style: str = "lively"
 
 
 @dataclass(frozen=True)
@@ -112,9 +120,8 @@ class ReplyModel:
         self.name = settings.model_path
         self.load_seconds = time.perf_counter() - started
         self.parameters = sum(p.numel() for p in self.model.parameters())
-        self._context_turns = settings.context_turns
         self._max_prompt = self.model.config.n_positions - settings.max_new_tokens
-        self._generation = GenerationConfig(
+        base = GenerationConfig(
             do_sample=True,
             max_new_tokens=settings.max_new_tokens,
             temperature=settings.temperature,
@@ -127,6 +134,10 @@ class ReplyModel:
             # The pad token is never a word of a reply; batched rows are padded with it.
             suppress_tokens=[self.tokens.pad],
         )
+        self.generation_configs = {
+            style: GenerationConfig(**{**base.to_diff_dict(), **overrides})
+            for style, overrides in STYLE_OVERRIDES.items()
+        }
         logger.info(
             "loaded %s in %.1f s: %s, %s, %.1fM parameters",
             self.name,
@@ -141,7 +152,7 @@ class ReplyModel:
         return sanitize(text, self.tokens.forbidden_texts)
 
     def generate(self, requests: Sequence[Request], generation: GenerationConfig | None = None) -> list[Outcome]:
-        """Generate one reply per request in a single batched ``generate()`` call."""
+        """Generate one reply per request in a single batched ``generate()`` call (all of one style)."""
         rows, timed_out = self.generate_ids(requests, generation)
         return [Outcome(self._decode(row), hit) for row, hit in zip(rows, timed_out, strict=True)]
 
@@ -150,7 +161,7 @@ class ReplyModel:
     ) -> tuple[list[list[int]], list[bool]]:
         """The new token ids of each request's row (pads included) and whether its deadline cut it."""
         prompts = [
-            build_prompt(self.tokenizer, self.tokens, request.turns, self._context_turns, self._max_prompt)
+            build_prompt(self.tokenizer, self.tokens, request.turns, len(request.turns), self._max_prompt)
             for request in requests
         ]
         width = max(map(len, prompts))
@@ -162,7 +173,7 @@ class ReplyModel:
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                generation_config=generation or self._generation,
+                generation_config=generation or self.generation_configs[requests[0].style],
                 stopping_criteria=[deadlines],
             )
         return output[:, width:].tolist(), deadlines.hit.tolist()
@@ -187,7 +198,8 @@ class ReplyGenerator:
         self.model = model
         self._store = store
         self._timeout = settings.generation_timeout
-        self._context_turns = settings.context_turns
+        self._default_context_turns = settings.context_turns
+        self._default_style = settings.reply_style
         self._pool: BatchingPool[Request, Outcome] = BatchingPool(
             model.generate,
             workers=settings.workers,
@@ -233,9 +245,13 @@ class ReplyGenerator:
                 del self._chat_queues[chat_id]
 
     async def _reply_in_turn(self, chat_id: int, clean: str, author: str) -> str:
+        preferences = self._store.preferences(chat_id)
+        context_turns = preferences.context_turns or self._default_context_turns
         history = self._store.recent_turns(chat_id, _HISTORY_WINDOW)
-        turns = merge_turns([*history, Turn(author, clean)])[-self._context_turns :]
-        outcome = await self._pool.submit(Request(tuple(turns), time.monotonic() + self._timeout))
+        turns = merge_turns([*history, Turn(author, clean)])[-context_turns:]
+        style = preferences.style if preferences.style in STYLE_OVERRIDES else self._default_style
+        request = Request(tuple(turns), time.monotonic() + self._timeout, style)
+        outcome = await self._pool.submit(request, key=style)
         if outcome.timed_out:
             raise ReplyTimeoutError(f"generation for chat {chat_id} ran past {self._timeout} s")
         if not outcome.text:

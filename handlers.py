@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Protocol
 
 from aiogram import Bot, F, Router
-from aiogram.enums import ChatAction
+from aiogram.enums import ChatAction, ChatType
 from aiogram.exceptions import TelegramForbiddenError
 from aiogram.filters import Command, CommandObject, CommandStart, ExceptionTypeFilter
 from aiogram.types import ErrorEvent, Message
 from aiogram.utils.chat_action import ChatActionSender
 
 import texts
+from access import AddressedToBot, is_private
+from commands import create_commands_router
 from errors import BusyError, ChatFloodError, EmptyMessageError, ReplyTimeoutError
 from notify import AdminNotifier
+from stats import BotStats
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +50,13 @@ def split_text(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
 
 
 async def send_plain(message: Message, text: str) -> None:
-    """Answer with plain text (no parse mode, so model output can't break markup), split if long."""
+    """Answer with plain text (no parse mode, so model output can't break markup), split if long.
+
+    In groups the answer is a reply to the message, so everyone sees whom the bot answers.
+    """
+    reply_to = None if is_private(message) else message.message_id
     for part in split_text(text):
-        await message.answer(part, parse_mode=None)
+        await message.answer(part, parse_mode=None, reply_to_message_id=reply_to)
 
 
 async def start(message: Message, generator: Replier) -> None:
@@ -71,17 +79,20 @@ async def reset(message: Message, generator: Replier) -> None:
 async def unknown_command(message: Message, command: CommandObject, bot: Bot) -> None:
     """Point to /help for commands this bot doesn't know; stay quiet about other bots' commands."""
     me = await bot.me()
-    if command.mention and command.mention.lower() != (me.username or "").lower():
-        return
-    await send_plain(message, texts.UNKNOWN_COMMAND)
+    addressed_to_me = command.mention is not None and command.mention.lower() == (me.username or "").lower()
+    # In a group a command without a mention may be meant for another bot there.
+    if addressed_to_me or (command.mention is None and is_private(message)):
+        await send_plain(message, texts.UNKNOWN_COMMAND)
 
 
-async def chat(message: Message, bot: Bot, generator: Replier) -> None:
+async def chat(message: Message, prompt: str, bot: Bot, generator: Replier, stats: BotStats) -> None:
     """Answer free text with the model's reply, showing "typing…" while it is generated."""
+    started = time.monotonic()
     author = str(message.from_user.id) if message.from_user else str(message.chat.id)
     async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
-        reply = await generator.reply(message.chat.id, message.text or "", author)
+        reply = await generator.reply(message.chat.id, prompt, author)
     await send_plain(message, reply)
+    stats.record_reply(message.chat.id, time.monotonic() - started)
 
 
 async def not_text(message: Message) -> None:
@@ -115,8 +126,9 @@ async def on_blocked(event: ErrorEvent) -> None:
     logger.info("not delivered: %s", event.exception)
 
 
-async def on_error(event: ErrorEvent, admins: AdminNotifier) -> None:
+async def on_error(event: ErrorEvent, admins: AdminNotifier, stats: BotStats) -> None:
     """Apologise to the user, log the traceback and alert the admins (rate-limited)."""
+    stats.record_error()
     logger.error("error while handling update %s", event.update.update_id, exc_info=event.exception)
     await admins.alert(f"{type(event.exception).__name__}: {event.exception}")
     await _answer_update(event, texts.ERROR)
@@ -134,9 +146,13 @@ def create_router() -> Router:
     router.message.register(start, CommandStart())
     router.message.register(show_help, Command("help"))
     router.message.register(reset, Command("reset", "delete_history"))
-    router.message.register(unknown_command, Command(re.compile(r"^\w+$"), ignore_mention=True))
-    router.message.register(chat, F.text)
-    router.message.register(not_text)
+    router.include_router(create_commands_router())
+    chat_router = Router(name="free text")
+    chat_router.message.register(unknown_command, Command(re.compile(r"^\w+$"), ignore_mention=True))
+    chat_router.message.register(chat, F.text, AddressedToBot())
+    # In groups only what is addressed to the bot gets an answer; the rest of the group's talk is not ours.
+    chat_router.message.register(not_text, ~F.text, F.chat.type == ChatType.PRIVATE)
+    router.include_router(chat_router)
 
     router.errors.register(on_empty, ExceptionTypeFilter(EmptyMessageError))
     router.errors.register(on_flood, ExceptionTypeFilter(ChatFloodError))

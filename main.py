@@ -6,18 +6,23 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import BotCommand
 
 import texts
+from access import AllowList
 from console import run_console
 from generator import ModelLoadError, ReplyGenerator, ReplyModel
 from handlers import create_router
 from inflight import InFlightUpdates
 from notify import AdminNotifier
 from settings import ConfigError, Settings, load_settings
+from stats import BotStats
 from store import ChatStore, StoreError
 from telegram_retry import RetryRequests
 
@@ -37,23 +42,56 @@ def create_bot(settings: Settings) -> Bot:
     return Bot(settings.bot_token, session=session)
 
 
-def create_dispatcher(generator: ReplyGenerator, admins: AdminNotifier, settings: Settings) -> Dispatcher:
-    """A Dispatcher with the bot's router and its dependencies in the workflow data."""
-    dispatcher = Dispatcher(generator=generator, admins=admins, settings=settings)
+def create_dispatcher(
+    generator: ReplyGenerator, store: ChatStore, admins: AdminNotifier, settings: Settings
+) -> Dispatcher:
+    """A Dispatcher with the bot's router, the allow-list and their dependencies in the workflow data."""
+    model = generator.model
+    stats = BotStats(
+        model_summary=f"{model.name} ({model.device}, {str(model.dtype).removeprefix('torch.')})",
+        queue_depth=lambda: generator.pending,
+    )
+    dispatcher = Dispatcher(generator=generator, store=store, admins=admins, settings=settings, stats=stats)
+    allow_list = AllowList(settings.allowed_users, settings.allowed_chats)
+    dispatcher.message.outer_middleware(allow_list)
+    dispatcher.callback_query.outer_middleware(allow_list)
     dispatcher.include_router(create_router())
     return dispatcher
 
 
-async def run_bot(settings: Settings, generator: ReplyGenerator) -> None:
+async def register_commands(bot: Bot) -> None:
+    """Show the bot's commands, in Russian, in Telegram's menu."""
+    commands = [BotCommand(command=name, description=text) for name, text in texts.COMMANDS.items()]
+    try:
+        await bot.set_my_commands(commands)
+    except TelegramAPIError as error:
+        logger.warning("could not register the command menu: %s", error)
+
+
+async def expire_history(store: ChatStore, ttl_days: float) -> None:
+    """Delete turns older than HISTORY_TTL_DAYS now and then every hour."""
+    while True:
+        dropped = store.drop_turns_before(time.time() - ttl_days * 86400)
+        if dropped:
+            logger.info("deleted %d turns older than %g days", dropped, ttl_days)
+        await asyncio.sleep(3600)
+
+
+async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStore) -> None:
     """Long-poll Telegram until SIGINT/SIGTERM, then finish in-flight replies and tell the admins."""
     bot = create_bot(settings)
     admins = AdminNotifier(bot, settings.admin_chat_id)
-    dispatcher = create_dispatcher(generator, admins, settings)
+    dispatcher = create_dispatcher(generator, store, admins, settings)
     in_flight = InFlightUpdates()
     dispatcher.update.outer_middleware(in_flight)
     model = generator.model
 
+    background: set[asyncio.Task[None]] = set()
+
     async def on_startup() -> None:
+        await register_commands(bot)
+        if settings.history_ttl_days:
+            background.add(asyncio.create_task(expire_history(store, settings.history_ttl_days)))
         await admins.send(
             texts.ADMIN_STARTED.format(
                 model=model.name,
@@ -64,6 +102,8 @@ async def run_bot(settings: Settings, generator: ReplyGenerator) -> None:
         )
 
     async def on_shutdown() -> None:
+        for task in background:
+            task.cancel()
         unfinished = await in_flight.wait(settings.shutdown_timeout)
         if unfinished:
             logger.warning("%d replies still running at shutdown; stopping anyway", unfinished)
@@ -107,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if console:
             asyncio.run(run_console(generator))
         else:
-            asyncio.run(run_bot(settings, generator))
+            asyncio.run(run_bot(settings, generator, store))
     finally:
         generator.shutdown()
         store.close()

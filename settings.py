@@ -16,6 +16,11 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from dialogue import MAX_CONTEXT_TURNS
+
+# Sampling styles a chat can choose in /settings (generator.STYLE_OVERRIDES says what each changes).
+STYLES = ("lively", "calm")
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names it and says what to fix."""
@@ -27,6 +32,9 @@ class Settings:
 
     bot_token: str = ""
     admin_chat_id: tuple[int, ...] = ()
+    allowed_users: tuple[int, ...] = ()
+    allowed_chats: tuple[int, ...] = ()
+    trigger_word: str = ""
     telegram_api_base: str = ""
     model_path: str = "saved_model"
     device: str = "auto"
@@ -38,7 +46,9 @@ class Settings:
     chat_queue_limit: int = 3
     generation_timeout: float = 60.0
     db_path: str = "data/bot.sqlite3"
+    history_ttl_days: float = 0.0
     context_turns: int = 3
+    reply_style: str = "lively"
     max_new_tokens: int = 40
     temperature: float = 1.2
     top_k: int = 10
@@ -86,6 +96,9 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     # name: (parser, what a valid value looks like, extra check on the parsed value)
     "bot_token": (_strip, "the token from @BotFather", lambda v: True),
     "admin_chat_id": (_int_list, "a chat id or a comma-separated list of ids", lambda v: True),
+    "allowed_users": (_int_list, "a user id or a comma-separated list of ids", lambda v: True),
+    "allowed_chats": (_int_list, "a chat id or a comma-separated list of ids", lambda v: True),
+    "trigger_word": (_strip, "one word such as Тимоха", lambda v: v == "" or v.split() == [v]),
     "telegram_api_base": (_strip, "a URL such as http://127.0.0.1:8081", lambda v: v == "" or "://" in v),
     "model_path": (_strip, "a model directory or a hub id", lambda v: bool(v)),
     "device": (_device, _device.expected, lambda v: True),  # type: ignore[attr-defined]
@@ -97,7 +110,9 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     "chat_queue_limit": (_int, "a whole number of 1 or more", lambda v: v >= 1),
     "generation_timeout": (float, "a number of seconds above 0", lambda v: v > 0),
     "db_path": (_strip, "a file path such as data/bot.sqlite3", lambda v: bool(v)),
-    "context_turns": (_int, "a whole number from 1 to 20", lambda v: 1 <= v <= 20),
+    "history_ttl_days": (float, "a number of days of 0 or more (0 keeps history forever)", lambda v: v >= 0),
+    "context_turns": (_int, f"a whole number from 1 to {MAX_CONTEXT_TURNS}", lambda v: 1 <= v <= MAX_CONTEXT_TURNS),
+    "reply_style": (_choice(*STYLES), " or ".join(STYLES), lambda v: True),
     "max_new_tokens": (_int, "a whole number from 1 to 1024", lambda v: 1 <= v <= 1024),
     "temperature": (float, "a number above 0", lambda v: v > 0),
     "top_k": (_int, "a whole number of 0 or more", lambda v: v >= 0),

@@ -1,4 +1,4 @@
-"""Chat history in SQLite: survives restarts, one writer (the event loop's thread), WAL journal."""
+"""Chat history and per-chat settings in SQLite: survive restarts; one writer (the event loop's thread), WAL."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ CREATE TABLE IF NOT EXISTS turns (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS turns_by_chat ON turns (chat_id, id);
+CREATE INDEX IF NOT EXISTS turns_by_age ON turns (created_at);
+CREATE TABLE IF NOT EXISTS chat_settings (
+    chat_id INTEGER PRIMARY KEY,
+    context_turns INTEGER,
+    style TEXT
+);
 """
 
 
@@ -31,6 +37,14 @@ class Turn:
 
     author: str
     text: str
+
+
+@dataclass(frozen=True)
+class ChatPreferences:
+    """A chat's own settings; None means the bot's default."""
+
+    context_turns: int | None = None
+    style: str | None = None
 
 
 class ChatStore:
@@ -73,6 +87,37 @@ class ChatStore:
         """Forget the chat's history."""
         with self._db:
             self._db.execute("DELETE FROM turns WHERE chat_id = ?", (chat_id,))
+
+    def forget_chat(self, chat_id: int) -> None:
+        """Delete everything stored about the chat: history and settings."""
+        with self._db:
+            self._db.execute("DELETE FROM turns WHERE chat_id = ?", (chat_id,))
+            self._db.execute("DELETE FROM chat_settings WHERE chat_id = ?", (chat_id,))
+
+    def drop_turns_before(self, timestamp: float) -> int:
+        """Delete turns older than ``timestamp`` (seconds since the epoch); returns how many went."""
+        with self._db:
+            return self._db.execute("DELETE FROM turns WHERE created_at < ?", (timestamp,)).rowcount
+
+    def preferences(self, chat_id: int) -> ChatPreferences:
+        """The chat's own settings (defaults where it has none)."""
+        row = self._db.execute(
+            "SELECT context_turns, style FROM chat_settings WHERE chat_id = ?", (chat_id,)
+        ).fetchone()
+        return ChatPreferences(*row) if row else ChatPreferences()
+
+    def set_preferences(self, chat_id: int, preferences: ChatPreferences) -> None:
+        """Save the chat's settings."""
+        with self._db:
+            self._db.execute(
+                "INSERT INTO chat_settings (chat_id, context_turns, style) VALUES (?, ?, ?) "
+                "ON CONFLICT (chat_id) DO UPDATE SET context_turns = excluded.context_turns, style = excluded.style",
+                (chat_id, preferences.context_turns, preferences.style),
+            )
+
+    def chat_count(self) -> int:
+        """How many chats have a stored history."""
+        return self._db.execute("SELECT COUNT(DISTINCT chat_id) FROM turns").fetchone()[0]
 
     def close(self) -> None:
         """Close the database file."""

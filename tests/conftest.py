@@ -31,7 +31,9 @@ TINY_TEXTS = [
 ]
 
 
-def build_tiny_model(directory: Path, seed: int = 0) -> Path:
+def build_tiny_model(
+    directory: Path, seed: int = 0, n_embd: int = 32, n_layer: int = 2, n_positions: int = 128
+) -> Path:
     """Write a tiny GPT-2 with a byte-level BPE tokenizer that has the ruDialoGPT speaker tokens."""
     import torch
     from tokenizers import ByteLevelBPETokenizer
@@ -52,9 +54,9 @@ def build_tiny_model(directory: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = GPT2Config(
         vocab_size=len(tokenizer),
-        n_positions=128,
-        n_embd=32,
-        n_layer=2,
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
         n_head=2,
         # Untied, so a random model does not just repeat its last input token (the speaker token).
         tie_word_embeddings=False,

@@ -182,6 +182,8 @@ async def test_a_generation_past_its_timeout_is_stopped(model: ReplyModel, tmp_p
 
 def test_settings_reach_the_generation_config(tiny_model_dir: Path) -> None:
     settings = replace(Settings(), model_path=str(tiny_model_dir), top_k=3, temperature=0.5, max_new_tokens=7)
-    config = ReplyModel(settings)._generation
-    assert (config.top_k, config.temperature, config.max_new_tokens) == (3, 0.5, 7)
-    assert config.do_sample and config.top_p == 0.95 and config.no_repeat_ngram_size == 2
+    configs = ReplyModel(settings).generation_configs
+    lively, calm = configs["lively"], configs["calm"]
+    assert (lively.top_k, lively.temperature, lively.max_new_tokens) == (3, 0.5, 7)
+    assert lively.do_sample and lively.top_p == 0.95 and lively.no_repeat_ngram_size == 2
+    assert (calm.top_k, calm.temperature, calm.top_p, calm.max_new_tokens) == (3, 0.7, 0.9, 7)

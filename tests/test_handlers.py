@@ -11,13 +11,13 @@ import pytest
 from aiogram import Bot
 from aiogram.exceptions import TelegramForbiddenError
 from aiogram.methods import SendChatAction, SendMessage
+from recording_session import RecordingSession, message_update
 
 import texts
 from generator import ReplyGenerator, ReplyModel
 from handlers import split_text
 from main import create_dispatcher
 from notify import AdminNotifier
-from recording_session import RecordingSession, message_update
 from settings import Settings
 from store import ChatStore, Turn
 
@@ -37,7 +37,7 @@ class Harness:
         self.session = RecordingSession()
         self.bot = Bot("42:TEST", session=self.session)
         self.admins = AdminNotifier(self.bot, [ADMIN])
-        self.dispatcher = create_dispatcher(self.generator, self.admins, self.settings)
+        self.dispatcher = create_dispatcher(self.generator, self.store, self.admins, self.settings)
 
     async def send(self, chat_id: int, text: str | None = None, **extra: object) -> list[str]:
         before = len(self.session.texts(chat_id))

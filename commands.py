@@ -1,0 +1,161 @@
+"""Per-chat settings (/context, /settings), /forget and the admin's /stats."""
+
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+import texts
+from access import is_private, may_change_settings
+from dialogue import MAX_CONTEXT_TURNS
+from settings import STYLES, Settings
+from stats import BotStats
+from store import ChatPreferences, ChatStore
+
+
+class SettingsChange(CallbackData, prefix="set"):
+    """A press on a /settings button: which setting and its new value."""
+
+    name: str
+    value: str
+
+
+class ForgetChoice(CallbackData, prefix="forget"):
+    """A press on the /forget confirmation buttons."""
+
+    confirmed: bool
+
+
+def _effective(preferences: ChatPreferences, settings: Settings) -> tuple[int, str]:
+    style = preferences.style if preferences.style in STYLES else settings.reply_style
+    return preferences.context_turns or settings.context_turns, style
+
+
+def settings_view(preferences: ChatPreferences, settings: Settings) -> tuple[str, InlineKeyboardMarkup]:
+    """The /settings text and its buttons for a chat."""
+    context_turns, style = _effective(preferences, settings)
+    keyboard = InlineKeyboardBuilder()
+    if context_turns > 1:
+        keyboard.button(text="−", callback_data=SettingsChange(name="context", value=str(context_turns - 1)))
+    keyboard.button(text=texts.CONTEXT_BUTTON.format(turns=context_turns), callback_data="noop")
+    if context_turns < MAX_CONTEXT_TURNS:
+        keyboard.button(text="+", callback_data=SettingsChange(name="context", value=str(context_turns + 1)))
+    for name in STYLES:
+        mark = "✓ " if name == style else ""
+        keyboard.button(text=mark + texts.STYLE_NAMES[name], callback_data=SettingsChange(name="style", value=name))
+    keyboard.adjust(3 - (context_turns == 1) - (context_turns == MAX_CONTEXT_TURNS), len(STYLES))
+    text = texts.SETTINGS.format(turns=context_turns, style=texts.STYLE_NAMES[style])
+    return text, keyboard.as_markup()
+
+
+async def set_context(message: Message, command: CommandObject, bot: Bot, store: ChatStore) -> None:
+    """Set how many dialogue turns this chat's prompts hold."""
+    argument = (command.args or "").strip()
+    if not argument.isdigit() or not 1 <= int(argument) <= MAX_CONTEXT_TURNS:
+        await message.answer(texts.CONTEXT_RANGE.format(maximum=MAX_CONTEXT_TURNS), parse_mode=None)
+        return
+    if not await may_change_settings(bot, message.chat.id, message.from_user.id, is_private(message)):
+        await message.answer(texts.ADMINS_ONLY, parse_mode=None)
+        return
+    preferences = store.preferences(message.chat.id)
+    store.set_preferences(message.chat.id, ChatPreferences(int(argument), preferences.style))
+    await message.answer(texts.CONTEXT_SET.format(turns=int(argument)), parse_mode=None)
+
+
+async def show_settings(message: Message, store: ChatStore, settings: Settings) -> None:
+    """Show this chat's settings with buttons to change them."""
+    text, keyboard = settings_view(store.preferences(message.chat.id), settings)
+    await message.answer(text, reply_markup=keyboard, parse_mode=None)
+
+
+async def change_setting(
+    query: CallbackQuery, callback_data: SettingsChange, bot: Bot, store: ChatStore, settings: Settings
+) -> None:
+    """Apply a /settings button press (a group's admins only) and redraw the settings."""
+    message = query.message
+    if not isinstance(message, Message):
+        await query.answer(texts.SETTINGS_EXPIRED, show_alert=True)
+        return
+    if not await may_change_settings(bot, message.chat.id, query.from_user.id, is_private(message)):
+        await query.answer(texts.ADMINS_ONLY, show_alert=True)
+        return
+    preferences = store.preferences(message.chat.id)
+    if callback_data.name == "context" and callback_data.value.isdigit():
+        turns = min(max(int(callback_data.value), 1), MAX_CONTEXT_TURNS)
+        preferences = ChatPreferences(turns, preferences.style)
+    elif callback_data.name == "style" and callback_data.value in STYLES:
+        preferences = ChatPreferences(preferences.context_turns, callback_data.value)
+    store.set_preferences(message.chat.id, preferences)
+    text, keyboard = settings_view(preferences, settings)
+    if text != message.text:
+        await message.edit_text(text, reply_markup=keyboard, parse_mode=None)
+    await query.answer(texts.SETTINGS_SAVED)
+
+
+async def ask_to_forget(message: Message, bot: Bot) -> None:
+    """Ask for confirmation before deleting everything stored about this chat."""
+    if not await may_change_settings(bot, message.chat.id, message.from_user.id, is_private(message)):
+        await message.answer(texts.ADMINS_ONLY, parse_mode=None)
+        return
+    keyboard = InlineKeyboardBuilder()
+    keyboard.button(text=texts.FORGET_YES, callback_data=ForgetChoice(confirmed=True))
+    keyboard.button(text=texts.FORGET_NO, callback_data=ForgetChoice(confirmed=False))
+    await message.answer(texts.FORGET_QUESTION, reply_markup=keyboard.as_markup(), parse_mode=None)
+
+
+async def forget(query: CallbackQuery, callback_data: ForgetChoice, bot: Bot, store: ChatStore) -> None:
+    """Delete the chat's history and settings once confirmed (a group's admins only)."""
+    message = query.message
+    if not isinstance(message, Message):
+        await query.answer(texts.SETTINGS_EXPIRED, show_alert=True)
+        return
+    if not await may_change_settings(bot, message.chat.id, query.from_user.id, is_private(message)):
+        await query.answer(texts.ADMINS_ONLY, show_alert=True)
+        return
+    if callback_data.confirmed:
+        store.forget_chat(message.chat.id)
+    await message.edit_text(texts.FORGOTTEN if callback_data.confirmed else texts.FORGET_CANCELLED, parse_mode=None)
+    await query.answer()
+
+
+async def ignore_label(query: CallbackQuery) -> None:
+    """Acknowledge a press on a button that only shows a value."""
+    await query.answer()
+
+
+async def show_stats(message: Message, settings: Settings, stats: BotStats) -> None:
+    """Show the admin uptime, model, traffic, latency, queue and errors."""
+    user_id = message.from_user.id if message.from_user else None
+    if user_id not in settings.admin_chat_id and message.chat.id not in settings.admin_chat_id:
+        await message.answer(texts.ADMIN_ONLY_COMMAND, parse_mode=None)
+        return
+    latency = stats.latency_percentiles()
+    hours, rest = divmod(int(stats.uptime), 3600)
+    await message.answer(
+        texts.STATS.format(
+            uptime=f"{hours} ч {rest // 60} мин",
+            model=stats.model_summary,
+            chats=stats.chats_served,
+            replies=stats.replies_today,
+            latency=texts.LATENCY.format(p50=latency[0], p95=latency[1]) if latency else texts.NO_REPLIES_YET,
+            queue=stats.queue_depth(),
+            errors=stats.errors,
+        ),
+        parse_mode=None,
+    )
+
+
+def create_commands_router() -> Router:
+    """Settings, privacy and admin commands, with their buttons."""
+    router = Router(name="commands")
+    router.message.register(set_context, Command("context", "set_context_length"))
+    router.message.register(show_settings, Command("settings"))
+    router.message.register(ask_to_forget, Command("forget"))
+    router.message.register(show_stats, Command("stats"))
+    router.callback_query.register(change_setting, SettingsChange.filter())
+    router.callback_query.register(forget, ForgetChoice.filter())
+    router.callback_query.register(ignore_label, F.data == "noop")
+    return router

@@ -1,0 +1,80 @@
+"""The event loop stays free while the model generates: commands are answered, the loop barely lags."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from conftest import build_tiny_model
+from recording_session import RecordingSession, message_update
+
+import texts
+from generator import ReplyGenerator, ReplyModel
+from main import create_dispatcher
+from notify import AdminNotifier
+from settings import Settings
+from store import ChatStore
+
+
+class LagMeter:
+    """Wakes every 5 ms and records how late the loop let it wake."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(0.005)
+            self.worst = max(self.worst, time.perf_counter() - started - 0.005)
+
+    def __enter__(self) -> LagMeter:
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+@pytest.fixture(scope="module")
+def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("slow_model"), n_embd=256, n_layer=6, n_positions=512)
+
+
+async def test_help_is_answered_and_the_loop_stays_free_while_generating(slow_model_dir: Path, tmp_path) -> None:
+    from aiogram import Bot
+
+    settings = Settings(
+        model_path=str(slow_model_dir), device="cpu", dtype="float32", max_new_tokens=150, max_batch=2,
+        db_path=str(tmp_path / "bot.sqlite3"),
+    )
+    store = ChatStore(settings.db_path)
+    generator = ReplyGenerator(ReplyModel(settings), store, settings)
+    session = RecordingSession()
+    bot = Bot("42:TEST", session=session)
+    dispatcher = create_dispatcher(generator, store, AdminNotifier(bot, []), settings)
+
+    with LagMeter() as lag:
+        chats = [
+            asyncio.ensure_future(dispatcher.feed_raw_update(bot, message_update(chat, "расскажи что-нибудь")))
+            for chat in range(1, 7)
+        ]
+        await asyncio.sleep(0.3)
+        assert generator.pending >= 1, "generations must still be running when /help arrives"
+        started = time.perf_counter()
+        await dispatcher.feed_raw_update(bot, message_update(99, "/help"))
+        help_seconds = time.perf_counter() - started
+        still_generating = generator.pending
+        await asyncio.gather(*chats)
+
+    assert session.texts(99) == [texts.HELP]
+    assert still_generating >= 1
+    assert help_seconds < 0.5, f"/help took {help_seconds:.3f} s while generating"
+    assert lag.worst < 0.1, f"the event loop lagged {lag.worst * 1000:.0f} ms"
+    assert all(session.texts(chat) for chat in range(1, 7))
+    generator.shutdown()
+    store.close()
