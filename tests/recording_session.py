@@ -9,9 +9,9 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.client.session.base import BaseSession
-from aiogram.methods import GetMe, SendMessage, TelegramMethod
+from aiogram.methods import EditMessageText, GetChatMember, GetMe, SendMessage, TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiogram.types import Chat, Message, User
+from aiogram.types import Chat, ChatMemberMember, ChatMemberOwner, Message, User
 
 BOT_USER = User(id=42, is_bot=True, first_name="Test", username="test_bot")
 
@@ -23,6 +23,7 @@ class RecordingSession(BaseSession):
         super().__init__()
         self.calls: list[TelegramMethod[Any]] = []
         self.fail: dict[type, Exception] = {}
+        self.group_admins: set[int] = set()
         self._message_id = 1000
 
     async def make_request(
@@ -33,6 +34,11 @@ class RecordingSession(BaseSession):
             raise self.fail[type(method)]
         if isinstance(method, GetMe):
             return BOT_USER  # type: ignore[return-value]
+        if isinstance(method, GetChatMember):
+            user = User(id=method.user_id, is_bot=False, first_name="Участник")
+            if method.user_id in self.group_admins:
+                return ChatMemberOwner(user=user, is_anonymous=False)  # type: ignore[return-value]
+            return ChatMemberMember(user=user)  # type: ignore[return-value]
         if isinstance(method, SendMessage):
             self._message_id += 1
             return Message(  # type: ignore[return-value]
@@ -54,6 +60,10 @@ class RecordingSession(BaseSession):
         """sendMessage calls, optionally to one chat."""
         return [c for c in self.calls if isinstance(c, SendMessage) and chat_id in (None, c.chat_id)]
 
+    def edits(self) -> list[EditMessageText]:
+        """editMessageText calls."""
+        return [c for c in self.calls if isinstance(c, EditMessageText)]
+
     def texts(self, chat_id: int | None = None) -> list[str]:
         """Texts sent, optionally to one chat."""
         return [c.text for c in self.sent(chat_id)]
@@ -62,18 +72,54 @@ class RecordingSession(BaseSession):
 _update_ids = itertools.count(1)
 
 
-def message_update(chat_id: int, text: str | None = None, *, user_id: int | None = None, **extra: Any) -> dict:
-    """A raw message update as Telegram sends it; a leading /command gets its entity."""
+def message_update(
+    chat_id: int, text: str | None = None, *, user_id: int | None = None, chat_type: str = "private", **extra: Any
+) -> dict:
+    """A raw message update as Telegram sends it; a leading /command and @mentions get their entities."""
     update_id = next(_update_ids)
+    chat = (
+        {"id": chat_id, "type": chat_type, "first_name": "Аня"}
+        if chat_type == "private"
+        else {"id": chat_id, "type": chat_type, "title": "Группа"}
+    )
     message: dict[str, Any] = {
         "message_id": update_id,
         "date": int(time.time()),
-        "chat": {"id": chat_id, "type": "private", "first_name": "Аня"},
+        "chat": chat,
         "from": {"id": user_id or chat_id, "is_bot": False, "first_name": "Аня"},
         **extra,
     }
     if text is not None:
         message["text"] = text
+        entities = []
         if text.startswith("/"):
-            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+            entities.append({"type": "bot_command", "offset": 0, "length": len(text.split()[0])})
+        for word in text.split():
+            if word.startswith("@") and len(word) > 1:
+                offset = len(text[: text.index(word)].encode("utf-16-le")) // 2
+                entities.append({"type": "mention", "offset": offset, "length": len(word.encode("utf-16-le")) // 2})
+        if entities:
+            message["entities"] = entities
     return {"update_id": update_id, "message": message}
+
+
+def callback_update(chat_id: int, data: str, *, user_id: int | None = None, chat_type: str = "private") -> dict:
+    """A raw callback_query update for a button under one of the bot's messages."""
+    update_id = next(_update_ids)
+    chat = {"id": chat_id, "type": chat_type, "title": "Группа"}
+    return {
+        "update_id": update_id,
+        "callback_query": {
+            "id": str(update_id),
+            "chat_instance": "ci",
+            "from": {"id": user_id or chat_id, "is_bot": False, "first_name": "Аня"},
+            "data": data,
+            "message": {
+                "message_id": 1,
+                "date": int(time.time()),
+                "chat": chat,
+                "from": {"id": 42, "is_bot": True, "first_name": "Test", "username": "test_bot"},
+                "text": "Настройки чата",
+            },
+        },
+    }

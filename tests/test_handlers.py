@@ -8,20 +8,15 @@ import time
 from pathlib import Path
 
 import pytest
-from aiogram import Bot
 from aiogram.exceptions import TelegramForbiddenError
 from aiogram.methods import SendChatAction, SendMessage
-from recording_session import RecordingSession, message_update
 
 import texts
-from generator import ReplyGenerator, ReplyModel
+from generator import ReplyModel
 from handlers import split_text
-from main import create_dispatcher
-from notify import AdminNotifier
+from harness import ADMIN, Harness
 from settings import Settings
-from store import ChatStore, Turn
-
-ADMIN = 777
+from store import Turn
 
 
 @pytest.fixture(scope="module")
@@ -29,28 +24,11 @@ def model(tiny_model_dir: Path) -> ReplyModel:
     return ReplyModel(Settings(model_path=str(tiny_model_dir), device="cpu"))
 
 
-class Harness:
-    def __init__(self, model: ReplyModel, tmp_path: Path, **overrides: object) -> None:
-        self.settings = Settings(model_path=model.name, db_path=str(tmp_path / "bot.sqlite3"), **overrides)
-        self.store = ChatStore(self.settings.db_path)
-        self.generator = ReplyGenerator(model, self.store, self.settings)
-        self.session = RecordingSession()
-        self.bot = Bot("42:TEST", session=self.session)
-        self.admins = AdminNotifier(self.bot, [ADMIN])
-        self.dispatcher = create_dispatcher(self.generator, self.store, self.admins, self.settings)
-
-    async def send(self, chat_id: int, text: str | None = None, **extra: object) -> list[str]:
-        before = len(self.session.texts(chat_id))
-        await self.dispatcher.feed_raw_update(self.bot, message_update(chat_id, text, **extra))
-        return self.session.texts(chat_id)[before:]
-
-
 @pytest.fixture
 def harness(model: ReplyModel, tmp_path: Path):
     harness = Harness(model, tmp_path)
     yield harness
-    harness.generator.shutdown()
-    harness.store.close()
+    harness.close()
 
 
 async def test_start_greets_and_clears_history(harness: Harness) -> None:
@@ -85,8 +63,17 @@ async def test_free_text_gets_a_plain_reply_while_typing(harness: Harness) -> No
 @pytest.mark.parametrize(
     "extra",
     [
-        {"sticker": {"file_id": "s", "file_unique_id": "s", "type": "regular", "width": 1, "height": 1,
-                     "is_animated": False, "is_video": False}},
+        {
+            "sticker": {
+                "file_id": "s",
+                "file_unique_id": "s",
+                "type": "regular",
+                "width": 1,
+                "height": 1,
+                "is_animated": False,
+                "is_video": False,
+            }
+        },
         {"photo": [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}]},
         {"voice": {"file_id": "v", "file_unique_id": "v", "duration": 1}},
     ],
@@ -136,7 +123,7 @@ async def test_a_full_queue_answers_busy_at_once(model: ReplyModel, tmp_path: Pa
     assert await harness.send(2, "второй") == [texts.BUSY]
     assert time.perf_counter() - started < 0.5
     assert (await slow)[0] != texts.BUSY
-    harness.generator.shutdown()
+    harness.close()
 
 
 def test_long_replies_are_split_for_telegram() -> None:

@@ -1,0 +1,42 @@
+"""A real Dispatcher with the bot's router, a tiny real model and a recording session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiogram import Bot
+from recording_session import RecordingSession, callback_update, message_update
+
+from generator import ReplyGenerator, ReplyModel
+from main import create_dispatcher
+from notify import AdminNotifier
+from settings import Settings
+from store import ChatStore
+
+ADMIN = 777
+
+
+class Harness:
+    def __init__(self, model: ReplyModel, tmp_path: Path, **overrides: object) -> None:
+        settings = {"model_path": model.name, "db_path": str(tmp_path / "bot.sqlite3"), "admin_chat_id": (ADMIN,)}
+        self.settings = Settings(**{**settings, **overrides})
+        self.store = ChatStore(self.settings.db_path)
+        self.generator = ReplyGenerator(model, self.store, self.settings)
+        self.session = RecordingSession()
+        self.bot = Bot("42:TEST", session=self.session)
+        self.admins = AdminNotifier(self.bot, [ADMIN])
+        self.dispatcher = create_dispatcher(self.generator, self.store, self.admins, self.settings)
+
+    async def send(self, chat_id: int, text: str | None = None, **extra: object) -> list[str]:
+        """Feed a message and return the texts the bot sent to that chat in answer."""
+        before = len(self.session.texts(chat_id))
+        await self.dispatcher.feed_raw_update(self.bot, message_update(chat_id, text, **extra))
+        return self.session.texts(chat_id)[before:]
+
+    async def press(self, chat_id: int, data: str, **extra: object) -> None:
+        """Feed a press on an inline button with this callback data."""
+        await self.dispatcher.feed_raw_update(self.bot, callback_update(chat_id, data, **extra))
+
+    def close(self) -> None:
+        self.generator.shutdown()
+        self.store.close()
