@@ -5,12 +5,11 @@ Nothing here imports aiogram; main.py wires this to the handlers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,7 +19,7 @@ from transformers.utils import logging as transformers_logging
 import texts
 from batching import BatchingPool
 from dialogue import SpecialTokens, build_prompt, clean_reply, merge_turns, reply_ids, sanitize
-from errors import ChatFloodError, EmptyMessageError, ReplyTimeoutError
+from errors import EmptyMessageError, ReplyTimeoutError
 from settings import Settings
 from store import BOT_AUTHOR, ChatStore, Turn
 
@@ -183,14 +182,6 @@ class ReplyModel:
         return clean_reply(text, self.tokens.forbidden_texts)
 
 
-@dataclass
-class _ChatQueue:
-    """A chat's messages waiting for (or getting) a reply, served one at a time."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    waiting: int = 0
-
-
 class ReplyGenerator:
     """Replies to chats: keeps each chat's history and batches generation in a bounded pool."""
 
@@ -207,8 +198,6 @@ class ReplyGenerator:
             window=settings.batch_window_ms / 1000,
             max_pending=settings.max_pending,
         )
-        self._chat_queue_limit = settings.chat_queue_limit
-        self._chat_queues: dict[int, _ChatQueue] = {}
 
     @property
     def pending(self) -> int:
@@ -224,27 +213,13 @@ class ReplyGenerator:
     async def reply(self, chat_id: int, text: str, author: str) -> str:
         """Reply to ``text`` from ``author`` in ``chat_id``; both turns are stored only if a reply was made.
 
-        A chat's messages are answered one at a time, in order; past CHAT_QUEUE_LIMIT waiting ones a
-        message gets ChatFloodError at once. Also raises EmptyMessageError, BusyError (queue full) and
-        ReplyTimeoutError. An empty generation gives a fallback phrase, which is not stored.
+        Callers handle one chat's messages one at a time (middlewares.ChatOrder) so its history stays
+        in order. Raises EmptyMessageError, BusyError (queue full) and ReplyTimeoutError. An empty
+        generation gives a fallback phrase, which is not stored.
         """
         clean = self.model.clean_user_text(text)
         if not clean:
             raise EmptyMessageError(text)
-        queue = self._chat_queues.setdefault(chat_id, _ChatQueue())
-        if queue.waiting >= self._chat_queue_limit:
-            raise ChatFloodError(f"chat {chat_id} already has {queue.waiting} messages waiting")
-        queue.waiting += 1
-        try:
-            # One reply at a time per chat (FIFO) keeps its history in order and its share of the model fair.
-            async with queue.lock:
-                return await self._reply_in_turn(chat_id, clean, author)
-        finally:
-            queue.waiting -= 1
-            if not queue.waiting:
-                del self._chat_queues[chat_id]
-
-    async def _reply_in_turn(self, chat_id: int, clean: str, author: str) -> str:
         preferences = self._store.preferences(chat_id)
         context_turns = preferences.context_turns or self._default_context_turns
         history = self._store.recent_turns(chat_id, _HISTORY_WINDOW)

@@ -21,6 +21,7 @@ import texts
 from access import AddressedToBot, is_private
 from commands import create_commands_router
 from errors import BusyError, ChatFloodError, EmptyMessageError, ReplyTimeoutError
+from middlewares import ChatOrder
 from notify import AdminNotifier
 from stats import BotStats
 
@@ -140,7 +141,7 @@ async def _answer_update(event: ErrorEvent, text: str) -> None:
         await send_plain(message, text)
 
 
-def create_router() -> Router:
+def create_router(chat_queue_limit: int) -> Router:
     """A router with every handler of the bot; one per Dispatcher."""
     router = Router(name="chat")
     router.message.register(start, CommandStart())
@@ -148,6 +149,7 @@ def create_router() -> Router:
     router.message.register(reset, Command("reset", "delete_history"))
     router.include_router(create_commands_router())
     chat_router = Router(name="free text")
+    chat_router.message.middleware(ChatOrder(chat_queue_limit))
     chat_router.message.register(unknown_command, Command(re.compile(r"^\w+$"), ignore_mention=True))
     chat_router.message.register(chat, F.text, AddressedToBot())
     # In groups only what is addressed to the bot gets an answer; the rest of the group's talk is not ours.

@@ -19,7 +19,7 @@ from access import AllowList
 from console import run_console
 from generator import ModelLoadError, ReplyGenerator, ReplyModel
 from handlers import create_router
-from inflight import InFlightUpdates
+from middlewares import InFlightUpdates
 from notify import AdminNotifier
 from settings import ConfigError, Settings, load_settings
 from stats import BotStats
@@ -55,7 +55,7 @@ def create_dispatcher(
     allow_list = AllowList(settings.allowed_users, settings.allowed_chats)
     dispatcher.message.outer_middleware(allow_list)
     dispatcher.callback_query.outer_middleware(allow_list)
-    dispatcher.include_router(create_router())
+    dispatcher.include_router(create_router(settings.chat_queue_limit))
     return dispatcher
 
 

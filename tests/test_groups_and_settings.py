@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
+from harness import ADMIN, Harness
 
 import texts
 from commands import ForgetChoice, SettingsChange
 from generator import ReplyModel
-from harness import ADMIN, Harness
 from main import register_commands
 from settings import Settings
 from store import ChatPreferences, ChatStore, Turn

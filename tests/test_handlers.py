@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from aiogram.exceptions import TelegramForbiddenError
 from aiogram.methods import SendChatAction, SendMessage
+from harness import ADMIN, Harness
 
 import texts
 from generator import ReplyModel
 from handlers import split_text
-from harness import ADMIN, Harness
 from settings import Settings
 from store import Turn
 
@@ -133,3 +133,13 @@ def test_long_replies_are_split_for_telegram() -> None:
     assert " ".join(parts) == text
     assert split_text("x" * 5000) == ["x" * 4096, "x" * 904]
     assert split_text("коротко") == ["коротко"]
+
+
+async def test_one_chats_messages_are_answered_in_order_and_a_flood_is_asked_to_wait(model, tmp_path) -> None:
+    harness = Harness(model, tmp_path, chat_queue_limit=2, batch_window_ms=50)
+    await asyncio.gather(*(harness.send(1, f"сообщение {i}") for i in range(4)))
+    answers = harness.session.texts(1)
+    assert len(answers) == 4 and answers.count(texts.SLOW_DOWN) == 2
+    stored_user_turns = [t.text for t in harness.store.recent_turns(1, 10) if t.author == "1"]
+    assert stored_user_turns == ["сообщение 0", "сообщение 1"][: len(stored_user_turns)]
+    harness.close()

@@ -1,0 +1,74 @@
+"""Middlewares: per-chat ordering of replies, and tracking of in-flight updates for shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import Message, TelegramObject
+
+from errors import ChatFloodError
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass
+class _ChatQueue:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+
+
+class ChatOrder(BaseMiddleware):
+    """Handles one chat's messages one at a time, in arrival order, reply sent included.
+
+    So a chat's answers arrive in the order of its messages (even when a send is retried), its
+    history stays in order, and one chat holds at most one place in the model's batch. Past
+    ``limit`` messages waiting in one chat, a message raises ChatFloodError at once.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._queues: dict[int, _ChatQueue] = {}
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        """Wait for the chat's earlier messages, then handle this one."""
+        if not isinstance(event, Message):
+            return await handler(event, data)
+        chat_id = event.chat.id
+        queue = self._queues.setdefault(chat_id, _ChatQueue())
+        if queue.waiting >= self._limit:
+            raise ChatFloodError(f"chat {chat_id} already has {queue.waiting} messages waiting")
+        queue.waiting += 1
+        try:
+            async with queue.lock:
+                return await handler(event, data)
+        finally:
+            queue.waiting -= 1
+            if not queue.waiting:
+                del self._queues[chat_id]
+
+
+class InFlightUpdates(BaseMiddleware):
+    """Outer update middleware that knows which updates are still being handled."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        """Run the handler with its task registered until it finishes."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            return await handler(event, data)
+        finally:
+            self._tasks.discard(task)
+
+    async def wait(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for handled updates to finish; returns how many are left."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        return len(self._tasks)
