@@ -31,40 +31,19 @@ TINY_TEXTS = [
 ]
 
 
-def build_tiny_model(
-    directory: Path, seed: int = 0, n_embd: int = 32, n_layer: int = 2, n_positions: int = 128
-) -> Path:
+def build_tiny_model(directory: Path, seed: int = 0, n_embd: int = 32, n_layer: int = 2, n_positions: int = 128) -> Path:
     """Write a tiny GPT-2 with a byte-level BPE tokenizer that has the ruDialoGPT speaker tokens."""
     import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
-    from dialogue import FIRST_SPEAKER, SECOND_SPEAKER
+    from finetune import new_model, new_tokenizer
 
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(TINY_TEXTS * 4, vocab_size=400, min_frequency=1, special_tokens=["<pad>", "<|endoftext|>"])
-    tokenizer = GPT2TokenizerFast(
-        tokenizer_object=bpe,
-        pad_token="<pad>",
-        eos_token="<|endoftext|>",
-        bos_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-    )
-    tokenizer.add_tokens([FIRST_SPEAKER, SECOND_SPEAKER])
+    tokenizer = new_tokenizer(TINY_TEXTS * 4, vocab_size=400, min_frequency=1)
     torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=n_positions,
-        n_embd=n_embd,
-        n_layer=n_layer,
-        n_head=2,
-        # Untied, so a random model does not just repeat its last input token (the speaker token).
-        tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+    # Untied, so a random model does not just repeat its last input token (the speaker token).
+    model = new_model(
+        tokenizer, n_embd=n_embd, n_layer=n_layer, n_head=2, n_positions=n_positions, tie_word_embeddings=False
     )
-    GPT2LMHeadModel(config).save_pretrained(directory)
+    model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 
@@ -73,6 +52,12 @@ def build_tiny_model(
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight model directory, loadable with from_pretrained."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bigger random model whose replies take a while, for load and responsiveness tests."""
+    return build_tiny_model(tmp_path_factory.mktemp("slow_model"), n_embd=256, n_layer=6, n_positions=512)
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import pytest
-from conftest import build_tiny_model
 from recording_session import RecordingSession, message_update
 
 import texts
@@ -40,16 +38,15 @@ class LagMeter:
         self._task.cancel()
 
 
-@pytest.fixture(scope="module")
-def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("slow_model"), n_embd=256, n_layer=6, n_positions=512)
-
-
 async def test_help_is_answered_and_the_loop_stays_free_while_generating(slow_model_dir: Path, tmp_path) -> None:
     from aiogram import Bot
 
     settings = Settings(
-        model_path=str(slow_model_dir), device="cpu", dtype="float32", max_new_tokens=150, max_batch=2,
+        model_path=str(slow_model_dir),
+        device="cpu",
+        dtype="float32",
+        max_new_tokens=150,
+        max_batch=2,
         db_path=str(tmp_path / "bot.sqlite3"),
     )
     store = ChatStore(settings.db_path)

@@ -1,0 +1,69 @@
+"""Run ``python main.py`` as a real subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = ROOT / "main.py"
+ADMIN = 777
+
+
+def bot_env(**settings: object) -> dict[str, str]:
+    """The environment for a bot process: this one's, without any bot settings, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "TELEGRAM_", "MODEL_", "ADMIN_"))}
+    env.update(PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+    env.update(
+        {name.upper(): ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for name, v in settings.items()}
+    )
+    return env
+
+
+class BotProcess:
+    """``python main.py`` in ``workdir`` (so no .env or config.py of the project is read), logging to a file."""
+
+    def __init__(self, workdir: Path, *args: str, **settings: object) -> None:
+        self.log_path = workdir / f"bot-{len(list(workdir.glob('bot-*.log')))}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, str(MAIN), *args],
+            cwd=workdir,
+            env=bot_env(**settings),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def log(self) -> str:
+        """Everything the process wrote so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process, in MiB."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        return kib / 1024
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send a signal to the process."""
+        self.process.send_signal(sig)
+
+    async def wait(self, timeout: float = 60) -> int:
+        """Wait for the process to exit; returns its status."""
+        try:
+            return await asyncio.to_thread(self.process.wait, timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        """Stop the process if it still runs."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._log.close()

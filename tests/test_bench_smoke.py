@@ -1,0 +1,38 @@
+"""bench/serving.py still runs end to end: on the tiny model, a few chats, two new tokens (no ../shared)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.serving import main
+
+
+@pytest.mark.parametrize("chats", [2, 16])
+def test_the_serving_benchmark_runs_and_prints_its_final_line(tiny_model_dir: Path, chats: int, capsys) -> None:
+    report = main(["--model-dir", str(tiny_model_dir), "--chats", f"1,{chats}", "--new-tokens", "2", "--rounds", "2"])
+
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == report.final_line
+    number = r"\d+\.\d\d"
+    assert re.fullmatch(
+        rf"speedup_{chats}={number} p95_ratio_{chats}={number} single_ratio={number} max_lag_ms=\d+", last
+    ), last
+    assert sorted((run.path, run.chats) for run in report.runs) == [
+        ("batched", 1),
+        ("batched", chats),
+        ("naive", 1),
+        ("naive", chats),
+    ]
+    for run in report.runs:
+        assert run.errors == 0, run
+        # Every chat got its warm-up reply and both measured ones.
+        assert len(run.replies_per_chat) == run.chats
+        assert set(run.replies_per_chat.values()) == {3}, run.replies_per_chat
+        assert run.replies == 2 * run.chats
+        assert 0 < run.new_tokens <= 2 * run.replies
+        assert run.seconds > 0 and run.worst_lag >= 0
+    assert max(run.mean_batch for run in report.runs if run.path == "batched") > 1, "concurrent chats must batch"
+    assert all(run.mean_batch == 1 for run in report.runs if run.path == "naive")

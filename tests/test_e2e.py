@@ -1,0 +1,275 @@
+"""End to end: the real ``python main.py`` process against a local fake Telegram Bot API server."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from botprocess import ADMIN, MAIN, BotProcess, bot_env
+from fake_telegram import FakeTelegram
+
+import texts
+
+STARTUP_TIMEOUT = 120
+
+
+@pytest.fixture
+async def fake():
+    async with FakeTelegram() as server:
+        yield server
+
+
+def is_to(chat_id: int):
+    return lambda params: str(params.get("chat_id")) == str(chat_id)
+
+
+async def start_bot(fake: FakeTelegram, tmp_path: Path, model_dir: Path, **settings: object) -> BotProcess:
+    """Start the bot and wait for its start-up notice to the admin."""
+    defaults = {
+        "bot_token": fake.token,
+        "telegram_api_base": fake.base_url,
+        "model_path": model_dir,
+        "admin_chat_id": ADMIN,
+        "db_path": tmp_path / "bot.sqlite3",
+        "shutdown_timeout": 20,
+    }
+    bot = BotProcess(tmp_path, **{**defaults, **settings})
+    try:
+        await fake.wait_for("sendMessage", lambda p: is_to(ADMIN)(p) and "запущен" in p["text"], STARTUP_TIMEOUT)
+    except AssertionError:
+        bot.kill()
+        raise AssertionError(f"the bot did not start:\n{bot.log}") from None
+    return bot
+
+
+async def stop_bot(bot: BotProcess) -> None:
+    bot.signal(signal.SIGTERM)
+    assert await bot.wait(60) == 0, bot.log
+
+
+async def test_a_conversation_from_start_to_sigterm(fake: FakeTelegram, tmp_path: Path, tiny_model_dir: Path) -> None:
+    bot = await start_bot(fake, tmp_path, tiny_model_dir)
+    try:
+        notice = fake.sent_messages(ADMIN)[0]["text"]
+        assert str(tiny_model_dir) in notice and "cpu" in notice
+        assert any(call.method == "setMyCommands" for call in fake.calls)
+
+        fake.send_text(5, "/start")
+        assert (await fake.wait_for("sendMessage", is_to(5)))["text"] == texts.GREETING
+        since = len(fake.calls)
+        fake.send_text(5, "привет, как дела?")
+        reply = await fake.wait_for("sendMessage", is_to(5), since=since, timeout=30)
+        assert reply["text"] and reply["text"] not in (texts.ERROR, texts.BUSY, texts.TIMEOUT)
+        assert any(c.method == "sendChatAction" and is_to(5)(c.params) for c in fake.calls[since:])
+        since = len(fake.calls)
+        fake.send_sticker(5)
+        assert (await fake.wait_for("sendMessage", is_to(5), since=since))["text"] == texts.NOT_TEXT
+
+        await stop_bot(bot)
+        assert fake.sent_messages(ADMIN)[-1]["text"] == texts.ADMIN_STOPPING
+        assert fake.token not in bot.log and fake.token.split(":")[1] not in bot.log, "the token must never be logged"
+    finally:
+        bot.kill()
+
+
+async def test_failed_sends_are_retried_and_delivered_once(
+    fake: FakeTelegram, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    bot = await start_bot(fake, tmp_path, tiny_model_dir)
+    try:
+        fake.fail_next("sendMessage", 429, retry_after=1)
+        fake.fail_next("sendMessage", 502)
+        fake.fail_next("sendMessage", 0)
+        fake.send_text(6, "/help")
+        await fake.wait_for("sendMessage", is_to(6), timeout=30)
+        failed = [c for c in fake.calls if c.method == "sendMessage" and c.failed]
+        assert len(failed) == 3
+        assert [m["text"] for m in fake.sent_messages(6)] == [texts.HELP]
+
+        fake.fail_next("sendMessage", 403, description="Forbidden: bot was blocked by the user")
+        fake.send_text(7, "/help")
+        await fake.wait_for("sendMessage", is_to(7), include_failed=True)
+        fake.send_text(8, "/help")
+        await fake.wait_for("sendMessage", is_to(8))
+        assert fake.sent_messages(7) == [], "a blocked user is not retried"
+        assert "blocked" in bot.log
+        await stop_bot(bot)
+    finally:
+        bot.kill()
+
+
+async def test_polling_survives_the_bot_api_being_down(
+    fake: FakeTelegram, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    bot = await start_bot(fake, tmp_path, tiny_model_dir)
+    try:
+        fake.down(4)
+        await asyncio.sleep(1)
+        fake.send_text(9, "/help")
+        assert (await fake.wait_for("sendMessage", is_to(9), timeout=30))["text"] == texts.HELP
+        await stop_bot(bot)
+    finally:
+        bot.kill()
+
+
+async def test_history_survives_a_restart_and_a_sigkill(
+    fake: FakeTelegram, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    bot = await start_bot(fake, tmp_path, tiny_model_dir)
+    fake.send_text(10, "меня зовут Аня")
+    await fake.wait_for("sendMessage", is_to(10), timeout=30)
+    await stop_bot(bot)
+
+    since = len(fake.calls)
+    bot = await start_bot(fake, tmp_path, tiny_model_dir)
+    fake.send_text(10, "как меня зовут?")
+    await fake.wait_for("sendMessage", is_to(10), since=since, timeout=30)
+    fake.send_text(10, "а тебя?")
+    await asyncio.sleep(0.2)
+    bot.kill()  # SIGKILL, maybe mid-generation
+
+    db = sqlite3.connect(tmp_path / "bot.sqlite3")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    users = [text for (text,) in db.execute("SELECT text FROM turns WHERE chat_id = 10 AND author = '10' ORDER BY id")]
+    db.close()
+    assert users[:2] == ["меня зовут Аня", "как меня зовут?"][: len(users[:2])] and len(users) >= 1
+
+    since = len(fake.calls)
+    bot = await start_bot(fake, tmp_path, tiny_model_dir)
+    try:
+        fake.send_text(10, "ещё раз привет")
+        reply = await fake.wait_for("sendMessage", is_to(10), since=since, timeout=30)
+        assert reply["text"] != texts.ERROR
+        await stop_bot(bot)
+    finally:
+        bot.kill()
+
+
+async def test_overload_gets_busy_at_once_and_sigterm_finishes_in_flight_replies(
+    fake: FakeTelegram, tmp_path: Path, slow_model_dir: Path
+) -> None:
+    bot = await start_bot(fake, tmp_path, slow_model_dir, max_pending=2, max_new_tokens=120, max_batch=1)
+    try:
+        chats = list(range(100, 108))
+        for chat in chats:
+            fake.send_text(chat, "расскажи длинную историю")
+        busy = await fake.wait_for_count("sendMessage", 6, lambda p: p["text"] == texts.BUSY, timeout=10)
+        assert len(busy) == 6
+        generating = {int(p["chat_id"]) for p in fake.sent_messages() if p["text"] != texts.BUSY} | {
+            int(c.params["chat_id"]) for c in fake.calls if c.method == "sendChatAction"
+        }
+        assert len(set(chats) - {int(p["chat_id"]) for p in busy}) == 2
+        bot.signal(signal.SIGTERM)
+        assert await bot.wait(60) == 0, bot.log
+        for chat in chats:
+            assert len(fake.sent_messages(chat)) == 1, f"chat {chat} must get exactly one answer"
+        assert fake.sent_messages(ADMIN)[-1]["text"] == texts.ADMIN_STOPPING
+        assert generating
+    finally:
+        bot.kill()
+
+
+@pytest.mark.slow
+async def test_soak_every_message_gets_exactly_one_answer_in_order(
+    fake: FakeTelegram, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    chats, rounds = range(1, 51), 10
+    bot = await start_bot(fake, tmp_path, tiny_model_dir, max_pending=200)
+    try:
+        fake.fault_rate("sendMessage", 0.1, seed=7)
+
+        async def talk(chat: int, first: int, last: int) -> None:
+            for i in range(first, last, 2):
+                # Two at a time, so the bot must keep one chat's replies in order itself.
+                fake.send_text(chat, f"сообщение {i}")
+                fake.send_text(chat, f"сообщение {i + 1}")
+                await fake.wait_for_count("sendMessage", i + 2, is_to(chat), timeout=120)
+
+        await asyncio.gather(*(talk(chat, 0, 4) for chat in chats))
+        memory_warm = bot.rss_mb()
+        await asyncio.gather(*(talk(chat, 4, rounds) for chat in chats))
+        memory_end = bot.rss_mb()
+        fake.fault_rate("sendMessage", 0)
+        await stop_bot(bot)
+    finally:
+        bot.kill()
+
+    assert sum(c.failed for c in fake.calls if c.method == "sendMessage") > 20, "faults were injected"
+    db = sqlite3.connect(tmp_path / "bot.sqlite3")
+    for chat in chats:
+        answers = [m["text"] for m in fake.sent_messages(chat)]
+        assert len(answers) == rounds, f"chat {chat}: {len(answers)} answers to {rounds} messages"
+        turns = db.execute("SELECT author, text FROM turns WHERE chat_id = ? ORDER BY id", (chat,)).fetchall()
+        # Each message and its answer are stored together (a fallback answer is not stored), in sending order.
+        expected = [
+            turn
+            for i, answer in enumerate(answers)
+            if answer != texts.FALLBACK_REPLY
+            for turn in ((str(chat), f"сообщение {i}"), ("bot", answer))
+        ]
+        assert turns == expected, f"chat {chat}: answers out of order"
+    assert memory_end - memory_warm < 50, f"memory grew {memory_end - memory_warm:.0f} MiB during the soak"
+    assert fake.token not in bot.log
+
+
+# --- start-up without Telegram ------------------------------------------------------------------------------
+
+
+def run_main(tmp_path: Path, *args: str, stdin: str | None = None, **settings: object) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(MAIN), *args],
+        cwd=tmp_path,
+        env=bot_env(**settings),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_bad_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    result = run_main(tmp_path, bot_token="1:x", temperature="hot")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "TEMPERATURE" in line and "'hot'" in line
+
+
+def test_a_missing_model_says_where_it_looked_and_how_to_get_one(tmp_path: Path) -> None:
+    result = run_main(tmp_path, bot_token="1:x", model_path=tmp_path / "nowhere")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(tmp_path / "nowhere") in result.stderr and "train.py" in result.stderr
+
+
+def test_a_damaged_database_stops_start_up_naming_the_file(tmp_path: Path, tiny_model_dir: Path) -> None:
+    (tmp_path / "broken.sqlite3").write_bytes(b"garbage" * 1000)
+    result = run_main(tmp_path, bot_token="1:x", model_path=tiny_model_dir, db_path=tmp_path / "broken.sqlite3")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "broken.sqlite3" in result.stderr
+
+
+def test_without_a_token_it_says_how_to_set_one(tmp_path: Path, tiny_model_dir: Path) -> None:
+    result = run_main(tmp_path, model_path=tiny_model_dir)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "BOT_TOKEN" in result.stderr and "--console" in result.stderr
+
+
+def test_the_console_chat_answers_each_line(tmp_path: Path, tiny_model_dir: Path) -> None:
+    result = run_main(
+        tmp_path,
+        "--console",
+        stdin="привет\n@@ПЕРВЫЙ@@\n/reset\nкак дела?\n",
+        model_path=tiny_model_dir,
+        db_path=tmp_path / "db.sqlite3",
+    )
+    assert result.returncode == 0, result.stderr
+    answers = [line for line in result.stdout.split("бот> ")[1:]]
+    assert len(answers) == 3
+    assert answers[1].startswith(texts.EMPTY_TEXT) and texts.HISTORY_CLEARED in answers[1]
+    assert time.time()  # the process ended by itself at end of input

@@ -1,0 +1,147 @@
+"""The Telegram export to CSV converter, on exports the tests write."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import export_chat
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def message(id_: int, author: str, text: object, **extra: object) -> dict:
+    base = {"id": id_, "type": "message", "date": "2024-01-01T12:00:00", "from": author, "from_id": author}
+    return {**base, "text": text, **extra}
+
+
+def sticker(id_: int, author: str) -> dict:
+    return message(id_, author, "", media_type="sticker", sticker_emoji="😀")
+
+
+CHAT = [
+    message(1, "alice", "Привет"),
+    message(2, "alice", "как дела?"),
+    {"id": 3, "type": "service", "actor": "alice", "action": "pin_message", "text": ""},
+    message(4, "bob", "Нормально"),
+    sticker(5, "bob"),  # the same author's sticker does not split bob's turn
+    message(6, "bob", "а ты?"),
+    message(7, "alice", ["Тоже ", {"type": "bold", "text": "хорошо"}]),
+    message(8, "carol", "я про  море\nчитала"),
+    message(9, "bob", "отвечаю на вопрос", reply_to_message_id=2),
+    message(10, "alice", "ясно"),
+    message(11, "carol", ["смотри ", {"type": "text_link", "text": "тут", "href": "https://example.com"}]),
+    message(12, "alice", "класс"),
+    sticker(13, "bob"),  # another author's sticker is a lost turn: what follows answers nothing
+    message(14, "alice", "что это?"),
+    message(15, "bob", "кот"),
+    message(16, "carol", "а вот www.example.com"),
+    sticker(17, "dave"),
+    message(18, "alice", "ку"),
+    message(19, "bob", "ку"),
+    sticker(20, "dave"),
+    message(21, "alice", "ку"),
+    message(22, "bob", "ку"),
+    message(23, "carol", "ответ на фото", reply_to_message_id=13),
+]
+
+EXPECTED = [
+    ("", "", "Привет как дела?", "Нормально а ты?"),
+    ("", "Привет как дела?", "Нормально а ты?", "Тоже хорошо"),
+    ("Привет как дела?", "Нормально а ты?", "Тоже хорошо", "я про море читала"),
+    # bob's reply to message 2 continues that thread, not the chronological one
+    ("", "", "Привет как дела?", "отвечаю на вопрос"),
+    ("", "Привет как дела?", "отвечаю на вопрос", "ясно"),
+    ("", "", "что это?", "кот"),
+    ("", "", "ку", "ку"),
+]
+
+
+def write_export(path: Path, data: object) -> Path:
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def read_rows(path: Path) -> list[tuple[str, ...]]:
+    with path.open(encoding="utf-8", newline="") as file:
+        reader = csv.reader(file)
+        assert tuple(next(reader)) == export_chat.COLUMNS
+        return [tuple(row) for row in reader]
+
+
+def test_export_follows_threads_merges_turns_and_drops_noise(tmp_path: Path) -> None:
+    export = write_export(tmp_path / "result.json", {"name": "Чат", "type": "private_group", "messages": CHAT})
+    stats = export_chat.export(export, tmp_path / "chat.csv")
+    assert read_rows(tmp_path / "chat.csv") == EXPECTED
+    assert stats.rows == len(EXPECTED)
+    assert stats.service == 1
+    assert stats.empty == 4
+    assert stats.duplicates == 1
+    # carol's link turn, alice's answer to it, and the turn after www.example.com
+    assert stats.with_links == 3
+    assert stats.messages == len(CHAT)
+
+
+def test_full_account_export_reads_every_chat(tmp_path: Path) -> None:
+    chats = {"chats": {"list": [{"messages": CHAT[:6]}, {"messages": [message(1, "x", "да"), message(2, "y", "нет")]}]}}
+    stats = export_chat.export(write_export(tmp_path / "result.json", chats), tmp_path / "chat.csv")
+    assert stats.chats == 2
+    assert read_rows(tmp_path / "chat.csv") == [EXPECTED[0], ("", "", "да", "нет")]
+
+
+def test_the_csv_feeds_the_trainer(tmp_path: Path) -> None:
+    finetune = pytest.importorskip("finetune")
+    export_chat.export(write_export(tmp_path / "result.json", {"messages": CHAT}), tmp_path / "chat.csv")
+    dialogues, skipped = finetune.read_dialogues(tmp_path / "chat.csv")
+    assert skipped == 0
+    assert dialogues[2] == finetune.Dialogue(
+        ("Привет как дела?", "Нормально а ты?", "Тоже хорошо"), "я про море читала"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "cannot read"),
+        ("{not json", "not JSON (line 1, column 2"),
+        ('{"name": "x"}', "no 'messages' list"),
+        ('{"messages": {}}', "'messages' is not a list"),
+        ('{"messages": [{"id": 1, "type": "message", "text": 5}]}', "messages[0] (id 1): 'text' is neither"),
+        ('{"messages": [{"type": "message", "text": "a"}]}', "messages[0]: no 'id'"),
+        ('{"messages": [{"id": 1, "text": "a", "reply_to_message_id": "2"}]}', "'reply_to_message_id' is not a number"),
+    ],
+)
+def test_bad_export_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture, content, expected) -> None:
+    export = tmp_path / "result.json"
+    if content is not None:
+        export.write_text(content, encoding="utf-8")
+    assert export_chat.main([str(export), str(tmp_path / "chat.csv")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert str(export) in error and expected in error
+
+
+def test_command_line(tmp_path: Path) -> None:
+    export = write_export(tmp_path / "result.json", {"messages": CHAT})
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "export_chat.py"), str(export), str(tmp_path / "chat.csv")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrote 7 rows" in done.stderr
+    assert len(read_rows(tmp_path / "chat.csv")) == 7
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "export_chat.py"), str(tmp_path / "missing.json"), str(tmp_path / "x.csv")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr and "missing.json: cannot read" in bad.stderr
