@@ -11,7 +11,7 @@ import time
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError
 from aiogram.types import BotCommand
 
 import texts
@@ -148,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(run_console(generator))
         else:
             asyncio.run(run_bot(settings, generator, store))
+    except TelegramUnauthorizedError:
+        logger.error("Telegram rejected BOT_TOKEN (401 Unauthorized): copy the token from @BotFather again")
+        return 2
+    except (TelegramNetworkError, TelegramServerError) as error:
+        logger.error("could not reach the Bot API at %s: %s", settings.telegram_api_base or "api.telegram.org", error)
+        return 1
     finally:
         generator.shutdown()
         store.close()

@@ -218,6 +218,23 @@ async def test_soak_every_message_gets_exactly_one_answer_in_order(
     assert fake.token not in bot.log
 
 
+async def test_a_rejected_token_stops_start_up_with_one_line(
+    fake: FakeTelegram, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    bot = BotProcess(
+        tmp_path,
+        bot_token="999:WRONG",
+        telegram_api_base=fake.base_url,
+        model_path=tiny_model_dir,
+        db_path=tmp_path / "bot.sqlite3",
+    )
+    try:
+        assert await bot.wait(120) == 2
+        assert "Traceback" not in bot.log and "rejected BOT_TOKEN" in bot.log and "WRONG" not in bot.log
+    finally:
+        bot.kill()
+
+
 # --- start-up without Telegram ------------------------------------------------------------------------------
 
 
