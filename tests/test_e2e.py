@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from botprocess import ADMIN, MAIN, BotProcess, bot_env
 from fake_telegram import FakeTelegram
 
@@ -57,7 +58,7 @@ async def test_a_conversation_from_start_to_sigterm(fake: FakeTelegram, tmp_path
     bot = await start_bot(fake, tmp_path, tiny_model_dir)
     try:
         notice = fake.sent_messages(ADMIN)[0]["text"]
-        assert str(tiny_model_dir) in notice and "cpu" in notice
+        assert str(tiny_model_dir) in notice and ("cuda" if torch.cuda.is_available() else "cpu") in notice
         assert any(call.method == "setMyCommands" for call in fake.calls)
 
         fake.send_text(5, "/start")

@@ -78,3 +78,9 @@ def test_config_example_documents_every_setting_with_its_default() -> None:
     assert set(documented) == {field.name.upper() for field in fields(Settings)}
     example = load_settings({}, env_file=None, config_file=ROOT / "config.example.py")
     assert example == Settings()
+
+
+def test_the_readme_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [f.name.upper() for f in fields(Settings) if f"`{f.name.upper()}`" not in readme]
+    assert missing == []
