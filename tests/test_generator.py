@@ -102,7 +102,8 @@ def test_batched_replies_equal_unbatched_ones_under_greedy_decoding(model: Reply
 
 
 def test_a_requests_stop_token_ends_only_its_own_reply(model: ReplyModel) -> None:
-    unstoppable = greedy(model, max_new_tokens=16, eos_token_id=None)
+    # The pad id is suppressed, so as the only stop it lets every row run to its full length.
+    unstoppable = greedy(model, max_new_tokens=16, eos_token_id=[model.tokens.pad])
     rows = {dialogue: model.generate_ids(requests(dialogue), unstoppable)[0][0] for dialogue in PROMPTS}
     # Make a token that one dialogue produces early, and another never produces, the stop token.
     short, long, stop = next(
