@@ -107,6 +107,7 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
         unfinished = await in_flight.wait(settings.shutdown_timeout)
         if unfinished:
             logger.warning("%d replies still running at shutdown; stopping anyway", unfinished)
+        await admins.close()
         await admins.send(texts.ADMIN_STOPPING)
 
     dispatcher.startup.register(on_startup)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ class AdminNotifier:
         self._alert_interval = alert_interval
         self._last_alert = float("-inf")
         self._suppressed = 0
+        self._summary: asyncio.Task[None] | None = None
 
     async def send(self, text: str) -> None:
         """Send a plain-text notice to each admin chat."""
@@ -33,13 +35,32 @@ class AdminNotifier:
                 logger.warning("admin chat %s not reached: %s", chat_id, error)
 
     async def alert(self, error: str) -> None:
-        """Tell the admins about an error; a burst sends one alert, the next one counts the rest."""
+        """Tell the admins about an error; a burst sends one alert, then one count of the rest."""
         now = time.monotonic()
         if now - self._last_alert < self._alert_interval:
             self._suppressed += 1
+            if self._summary is None:
+                self._summary = asyncio.create_task(
+                    self._summarise_after(self._last_alert + self._alert_interval - now)
+                )
             return
-        text = texts.ADMIN_ALERT.format(error=error)
+        self._last_alert = now
+        await self.send(texts.ADMIN_ALERT.format(error=error))
+
+    async def close(self) -> None:
+        """Send the count of errors not yet reported, if any (at shutdown)."""
+        if self._summary is not None:
+            self._summary.cancel()
+            self._summary = None
+            await self._send_summary()
+
+    async def _summarise_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._summary = None
+        await self._send_summary()
+
+    async def _send_summary(self) -> None:
         if self._suppressed:
-            text += texts.ADMIN_ALERT_MORE.format(count=self._suppressed, minutes=round(self._alert_interval / 60))
-        self._last_alert, self._suppressed = now, 0
-        await self.send(text)
+            count, self._suppressed = self._suppressed, 0
+            self._last_alert = time.monotonic()
+            await self.send(texts.ADMIN_ALERT_MORE.format(count=count, seconds=round(self._alert_interval)))

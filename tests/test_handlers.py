@@ -15,6 +15,7 @@ from harness import ADMIN, Harness
 import texts
 from generator import ReplyModel
 from handlers import split_text
+from notify import AdminNotifier
 from settings import Settings
 from store import Turn
 
@@ -143,3 +144,23 @@ async def test_one_chats_messages_are_answered_in_order_and_a_flood_is_asked_to_
     stored_user_turns = [t.text for t in harness.store.recent_turns(1, 10) if t.author == "1"]
     assert stored_user_turns == ["сообщение 0", "сообщение 1"][: len(stored_user_turns)]
     harness.close()
+
+
+async def test_a_burst_of_errors_sends_one_alert_then_one_count(harness: Harness) -> None:
+    admins = AdminNotifier(harness.bot, [ADMIN], alert_interval=0.3)
+    for number in range(4):
+        await admins.alert(f"ошибка {number}")
+    assert harness.session.texts(ADMIN) == [texts.ADMIN_ALERT.format(error="ошибка 0")]
+    await asyncio.sleep(0.5)
+    assert harness.session.texts(ADMIN)[1:] == [texts.ADMIN_ALERT_MORE.format(count=3, seconds=0)]
+    await admins.alert("ошибка 4")
+    await admins.close()
+    assert harness.session.texts(ADMIN)[2:] == [texts.ADMIN_ALERT_MORE.format(count=1, seconds=0)]
+
+
+async def test_an_unreachable_admin_chat_is_logged_not_fatal(harness: Harness, caplog) -> None:
+    harness.session.fail[SendMessage] = TelegramForbiddenError(
+        method=SendMessage(chat_id=ADMIN, text="x"), message="Forbidden: bot was blocked by the user"
+    )
+    await AdminNotifier(harness.bot, [ADMIN, 888]).send("Бот запущен")
+    assert "admin chat 777 not reached" in caplog.text and "admin chat 888 not reached" in caplog.text
