@@ -71,16 +71,24 @@ async def show_settings(message: Message, store: ChatStore, settings: Settings) 
     await message.answer(text, reply_markup=keyboard, parse_mode=None)
 
 
+async def _message_to_change(query: CallbackQuery, bot: Bot) -> Message | None:
+    """The message under a pressed button, if the presser may change this chat; else explain and None."""
+    message = query.message
+    if not isinstance(message, Message):
+        await query.answer(texts.SETTINGS_EXPIRED, show_alert=True)
+        return None
+    if not await may_change_settings(bot, message.chat.id, query.from_user.id, is_private(message)):
+        await query.answer(texts.ADMINS_ONLY, show_alert=True)
+        return None
+    return message
+
+
 async def change_setting(
     query: CallbackQuery, callback_data: SettingsChange, bot: Bot, store: ChatStore, settings: Settings
 ) -> None:
     """Apply a /settings button press (a group's admins only) and redraw the settings."""
-    message = query.message
-    if not isinstance(message, Message):
-        await query.answer(texts.SETTINGS_EXPIRED, show_alert=True)
-        return
-    if not await may_change_settings(bot, message.chat.id, query.from_user.id, is_private(message)):
-        await query.answer(texts.ADMINS_ONLY, show_alert=True)
+    message = await _message_to_change(query, bot)
+    if message is None:
         return
     preferences = store.preferences(message.chat.id)
     if callback_data.name == "context" and callback_data.value.isdigit():
@@ -108,12 +116,8 @@ async def ask_to_forget(message: Message, bot: Bot) -> None:
 
 async def forget(query: CallbackQuery, callback_data: ForgetChoice, bot: Bot, store: ChatStore) -> None:
     """Delete the chat's history and settings once confirmed (a group's admins only)."""
-    message = query.message
-    if not isinstance(message, Message):
-        await query.answer(texts.SETTINGS_EXPIRED, show_alert=True)
-        return
-    if not await may_change_settings(bot, message.chat.id, query.from_user.id, is_private(message)):
-        await query.answer(texts.ADMINS_ONLY, show_alert=True)
+    message = await _message_to_change(query, bot)
+    if message is None:
         return
     if callback_data.confirmed:
         store.forget_chat(message.chat.id)
