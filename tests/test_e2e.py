@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pty
 import signal
 import sqlite3
 import subprocess
@@ -291,3 +293,30 @@ def test_the_console_chat_answers_each_line(tmp_path: Path, tiny_model_dir: Path
     assert len(answers) == 3
     assert answers[1].startswith(texts.EMPTY_TEXT) and texts.HISTORY_CLEARED in answers[1]
     assert time.time()  # the process ended by itself at end of input
+
+
+def test_without_a_token_a_terminal_gets_the_console_chat(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The README's run command on a fresh clone: no token yet, so the model is shown in the terminal."""
+    main_side, bot_side = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, str(MAIN)],
+        cwd=tmp_path,
+        stdin=bot_side,
+        stdout=bot_side,
+        stderr=subprocess.PIPE,
+        env=bot_env(model_path=tiny_model_dir, db_path=tmp_path / "db.sqlite3"),
+    )
+    os.close(bot_side)
+    os.write(main_side, "привет\n/exit\n".encode())
+    output = b""
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            output += os.read(main_side, 4096)
+        except OSError:
+            break
+    process.wait(10)
+    os.close(main_side)
+    assert process.returncode == 0
+    assert "BOT_TOKEN" in process.stderr.read().decode()
+    assert "бот> " in output.decode(errors="replace")
