@@ -16,7 +16,7 @@ import math
 import random
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,11 +37,11 @@ from transformers import (
 from transformers.utils import logging as transformers_logging
 
 from dialogue import FIRST_SPEAKER, SECOND_SPEAKER, SpecialTokens, build_prompt, encode_turn, sanitize
+from export_chat import COLUMNS
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE = "tinkoff-ai/ruDialoGPT-small"
-COLUMNS = ("context_3", "context_2", "context_1", "response")
 CONTEXT_COLUMNS = ("context_1", "context_2", "context_3")  # newest first
 PAD_TOKEN = "<pad>"
 END_OF_TEXT = "<|endoftext|>"
@@ -115,6 +115,7 @@ class TrainSettings:
     n_layer: int = 4
     n_head: int = 4
     n_positions: int = 256
+    dropout: float = 0.1
     device: str = "auto"
     checkpoint_dir: Path | None = None
     save_every: int = 200
@@ -125,12 +126,13 @@ class TrainSettings:
         """The learning rate: a small one to fine-tune a pretrained model, a larger one from scratch."""
         if self.learning_rate is not None:
             return self.learning_rate
-        return 1e-3 if self.from_scratch else 5e-5
+        return 5e-4 if self.from_scratch else 5e-5
 
     @property
     def checkpoints(self) -> Path:
-        """Where the last checkpoint lives: ``checkpoints/<out's name>`` unless set."""
-        return self.checkpoint_dir or Path("checkpoints") / self.out.resolve().name
+        """Where the last checkpoint lives: ``checkpoints/<out's name>`` next to ``out`` unless set."""
+        out = Path(self.out).resolve()
+        return Path(self.checkpoint_dir) if self.checkpoint_dir else out.parent / "checkpoints" / out.name
 
 
 @dataclass(frozen=True)
@@ -308,6 +310,7 @@ def new_model(
     n_layer: int = 4,
     n_head: int = 4,
     n_positions: int = 256,
+    dropout: float = 0.1,
     tie_word_embeddings: bool = True,
 ) -> GPT2LMHeadModel:
     """A randomly initialised GPT-2 sized for ``tokenizer`` (seed torch first for a reproducible one)."""
@@ -318,6 +321,9 @@ def new_model(
         n_embd=n_embd,
         n_layer=n_layer,
         n_head=n_head,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
         tie_word_embeddings=tie_word_embeddings,
         pad_token_id=tokens.pad,
         bos_token_id=None,
@@ -328,7 +334,6 @@ def new_model(
 
 def load_pretrained(name: str) -> tuple[object, PreTrainedModel]:
     """Tokenizer and model from a hub id or a local directory, in float32 for training."""
-    transformers_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
@@ -413,14 +418,20 @@ def _epoch_batches(count: int, batch_size: int, seed: int, epoch: int) -> list[l
     return [order[start : start + batch_size] for start in range(0, count, batch_size)]
 
 
+def _steps_per_epoch(count: int, settings: TrainSettings) -> int:
+    return math.ceil(math.ceil(count / settings.batch_size) / settings.grad_accum)
+
+
 def _micro_batches(
     examples: Sequence[Example], settings: TrainSettings, start_step: int, total_steps: int
 ) -> Iterator[tuple[int, list[list[Example]]]]:
     """(step, the micro-batches of that optimizer step) from ``start_step`` to ``total_steps``."""
-    steps_per_epoch = math.ceil(math.ceil(len(examples) / settings.batch_size) / settings.grad_accum)
+    steps_per_epoch = _steps_per_epoch(len(examples), settings)
+    batches, batches_epoch = [], -1
     for step in range(start_step, total_steps):
         epoch, index = divmod(step, steps_per_epoch)
-        batches = _epoch_batches(len(examples), settings.batch_size, settings.seed, epoch)
+        if epoch != batches_epoch:
+            batches, batches_epoch = _epoch_batches(len(examples), settings.batch_size, settings.seed, epoch), epoch
         chunk = batches[index * settings.grad_accum : (index + 1) * settings.grad_accum]
         yield step, [[examples[i] for i in batch] for batch in chunk]
 
@@ -478,6 +489,7 @@ def _prepare(
             n_layer=settings.n_layer,
             n_head=settings.n_head,
             n_positions=settings.n_positions,
+            dropout=settings.dropout,
         )
         size = model.num_parameters() / 1e6
         logger.info("new tokenizer of %d tokens, model of %.1fM parameters", len(tokenizer), size)
@@ -488,6 +500,8 @@ def _prepare(
 
 def run(settings: TrainSettings) -> TrainResult:
     """Train on ``settings.data`` and save the model to ``settings.out``; resumes from its last checkpoint."""
+    # Loading and saving bars would interleave with the training one.
+    transformers_logging.disable_progress_bar()
     dialogues, skipped_rows = read_dialogues(settings.data)
     train_dialogues, val_dialogues = split_dialogues(dialogues, settings.val_fraction, settings.seed)
     fingerprint = _fingerprint(settings)
@@ -514,7 +528,7 @@ def run(settings: TrainSettings) -> TrainResult:
     model.to(device)
     logger.info("training on %s%s", device, f" with {str(dtype).removeprefix('torch.')} autocast" if dtype else "")
 
-    steps_per_epoch = math.ceil(math.ceil(len(train) / settings.batch_size) / settings.grad_accum)
+    steps_per_epoch = _steps_per_epoch(len(train), settings)
     total_steps = settings.max_steps or max(1, math.ceil(settings.epochs * steps_per_epoch))
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(total_steps * settings.warmup_fraction), total_steps)
@@ -567,7 +581,7 @@ def run(settings: TrainSettings) -> TrainResult:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             bar.update()
-            bar.set_postfix(loss=f"{float(loss) * len(micro_batches):.3f}")
+            bar.set_postfix(loss=f"{loss.item() * len(micro_batches):.3f}")
             step = current + 1
             if step % steps_per_epoch == 0 and step < total_steps:
                 loss_now = evaluate(model, val, tokens.pad, device=device).loss
@@ -583,6 +597,9 @@ def run(settings: TrainSettings) -> TrainResult:
     after = evaluate(model, val, tokens.pad, device=device)
     save(model, tokenizer, tokens, settings.out)
     shutil.rmtree(settings.checkpoints, ignore_errors=True)
+    if settings.checkpoint_dir is None:
+        with suppress(OSError):  # the default checkpoints/ folder goes too once no run keeps one there
+            settings.checkpoints.parent.rmdir()
     logger.info("saved %s", settings.out)
     return TrainResult(
         before=before,

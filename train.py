@@ -53,11 +53,11 @@ def parse_args(argv: list[str] | None = None) -> finetune.TrainSettings:
         "--from-scratch", action="store_true", help="train a small GPT-2 and its own BPE tokenizer on the data instead"
     )
     parser.add_argument("--epochs", type=_positive(float), default=defaults.epochs)
-    parser.add_argument("--max-steps", type=_positive(int), help="stop after this many optimizer steps (overrides --epochs)")
+    parser.add_argument("--max-steps", type=_positive(int), help="optimizer steps (overrides --epochs)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the split, the order and the init")
     parser.add_argument("--batch-size", type=_positive(int), default=defaults.batch_size)
     parser.add_argument("--grad-accum", type=_positive(int), default=defaults.grad_accum, help="batches per step")
-    parser.add_argument("--lr", type=_positive(float), help="learning rate (default 5e-5, or 1e-3 from scratch)")
+    parser.add_argument("--lr", type=_positive(float), help="learning rate (default 5e-5, or 5e-4 from scratch)")
     parser.add_argument("--max-length", type=_positive(int), default=defaults.max_length, help="tokens per example")
     parser.add_argument("--val-fraction", type=_fraction, default=defaults.val_fraction, help="rows held out")
     scratch = parser.add_argument_group("--from-scratch model")
@@ -66,8 +66,11 @@ def parse_args(argv: list[str] | None = None) -> finetune.TrainSettings:
     scratch.add_argument("--n-layer", type=_positive(int), default=defaults.n_layer)
     scratch.add_argument("--n-head", type=_positive(int), default=defaults.n_head)
     scratch.add_argument("--n-positions", type=_positive(int), default=defaults.n_positions)
+    scratch.add_argument("--dropout", type=_fraction, default=defaults.dropout)
     parser.add_argument("--device", default=defaults.device, help="auto (CUDA when present), cpu, cuda or cuda:N")
-    parser.add_argument("--checkpoint-dir", type=Path, help="where to keep the last checkpoint [checkpoints/OUT_NAME]")
+    parser.add_argument(
+        "--checkpoint-dir", type=Path, help="where to keep the last checkpoint [checkpoints/NAME next to --out]"
+    )
     parser.add_argument("--save-every", type=_positive(int), default=defaults.save_every, help="steps per checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -91,6 +94,7 @@ def parse_args(argv: list[str] | None = None) -> finetune.TrainSettings:
         n_layer=args.n_layer,
         n_head=args.n_head,
         n_positions=args.n_positions,
+        dropout=args.dropout,
         device=args.device,
         checkpoint_dir=args.checkpoint_dir,
         save_every=args.save_every,

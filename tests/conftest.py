@@ -31,7 +31,9 @@ TINY_TEXTS = [
 ]
 
 
-def build_tiny_model(directory: Path, seed: int = 0, n_embd: int = 32, n_layer: int = 2, n_positions: int = 128) -> Path:
+def build_tiny_model(
+    directory: Path, seed: int = 0, n_embd: int = 32, n_layer: int = 2, n_positions: int = 128
+) -> Path:
     """Write a tiny GPT-2 with a byte-level BPE tokenizer that has the ruDialoGPT speaker tokens."""
     import torch
 
