@@ -9,33 +9,12 @@ from pathlib import Path
 from recording_session import RecordingSession, message_update
 
 import texts
+from bench.serving import LagMeter
 from generator import ReplyGenerator, ReplyModel
 from main import create_dispatcher
 from notify import AdminNotifier
 from settings import Settings
 from store import ChatStore
-
-
-class LagMeter:
-    """Wakes every 5 ms and records how late the loop let it wake."""
-
-    def __init__(self) -> None:
-        self.worst = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            started = time.perf_counter()
-            await asyncio.sleep(0.005)
-            self.worst = max(self.worst, time.perf_counter() - started - 0.005)
-
-    def __enter__(self) -> LagMeter:
-        self._task = asyncio.ensure_future(self._run())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
 
 
 async def test_help_is_answered_and_the_loop_stays_free_while_generating(slow_model_dir: Path, tmp_path) -> None:
@@ -55,7 +34,7 @@ async def test_help_is_answered_and_the_loop_stays_free_while_generating(slow_mo
     bot = Bot("42:TEST", session=session)
     dispatcher = create_dispatcher(generator, store, AdminNotifier(bot, []), settings)
 
-    with LagMeter() as lag:
+    with LagMeter(period=0.005) as lag:
         chats = [
             asyncio.ensure_future(dispatcher.feed_raw_update(bot, message_update(chat, "расскажи что-нибудь")))
             for chat in range(1, 7)

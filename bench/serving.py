@@ -1,0 +1,559 @@
+"""Serving benchmark (issue 4): the bot's batched generator against the naive per-request pool.
+
+Builds ruDialoGPT-small's real shape with random weights (the config and tokenizer in
+../shared/rudialogpt-small when present, else GPT-2 small's numbers and a small byte-level BPE tokenizer),
+loads it through the bot's own ReplyModel, and lets N simulated chats (1, 4, 16, 32) talk to it at once:
+
+- batched: the bot's ReplyGenerator (BatchingPool, DTYPE/WORKERS/MAX_BATCH as configured, SQLite history);
+- naive: what the seed projects did, one ``generate()`` per message in a ThreadPoolExecutor, fp32.
+
+Each chat starts with two turns of history, sends one warm-up message (not measured), then ``rounds``
+messages one after another; all chats run concurrently. For each N it prints replies/s, new tokens/s
+(counted from the generated ids up to the stop token), p50/p95 latency and the event loop's worst lag,
+for both paths and their ratios. The last line is machine-readable::
+
+    speedup_16=X.XX p95_ratio_16=Y.YY single_ratio=Z.ZZ max_lag_ms=W
+
+(batched over naive throughput and p95 latency at 16 chats, or at the largest N run when 16 was not;
+batched over naive median latency at 1 chat, nan if not run; worst loop lag of the batched runs in ms).
+
+    python bench/serving.py            # 1, 4, 16 and 32 chats
+    python bench/serving.py --quick    # 1 and 16 chats only
+    python bench/serving.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from transformers import GenerationConfig  # noqa: E402
+from transformers.utils import logging as transformers_logging  # noqa: E402
+
+import texts  # noqa: E402
+from dialogue import FIRST_SPEAKER, SECOND_SPEAKER, build_prompt, merge_turns, reply_ids  # noqa: E402
+from errors import BusyError, ReplyTimeoutError  # noqa: E402
+from generator import ReplyGenerator, ReplyModel, Request  # noqa: E402
+from settings import Settings  # noqa: E402
+from store import BOT_AUTHOR, ChatStore, Turn  # noqa: E402
+
+SHARED_MODEL = ROOT.parent / "shared" / "rudialogpt-small"
+# GPT-2 small's numbers, which ruDialoGPT-small shares (used when ../shared is absent).
+GPT2_SMALL = {"n_layer": 12, "n_embd": 768, "n_head": 12, "n_positions": 2048, "vocab_size": 50261}
+DEFAULT_CHATS = (1, 4, 16, 32)
+QUICK_CHATS = (1, 16)
+# Measured rounds per chat count: more for few chats (cheap, and their median needs samples).
+DEFAULT_ROUNDS = {1: 10, 4: 3, 16: 3, 32: 2}
+HISTORY_WINDOW = 64
+
+# Short Russian group-chat dialogues; each chat takes one, cycling: (user, bot) history, then its messages.
+DIALOGUES: tuple[tuple[str, ...], ...] = (
+    (
+        "привет, как дела? что делаешь вечером?",
+        "да так, сижу дома, смотрю сериал про врачей",
+        "о, а какой? я тоже хочу что-нибудь посмотреть на выходных",
+        "слушай, а ты вчера на футбол ходил или опять дома сидел?",
+        "ладно, давай завтра созвонимся и всё обсудим",
+        "кстати, ты не знаешь, во сколько открывается та кофейня у метро?",
+        "короче, я купил билеты, едем в субботу утром",
+    ),
+    (
+        "ребят, кто-нибудь решил вторую задачу из домашки?",
+        "я решил, там надо через производную, ничего сложного",
+        "а можешь скинуть решение? у меня ответ с учебником не сходится",
+        "блин, я опять забыл, на какое число перенесли экзамен",
+        "спасибо большое, теперь понятно, где я ошибся",
+        "а кто знает, препод сегодня будет на консультации?",
+        "всё, иду спать, завтра рано вставать",
+    ),
+    (
+        "смотрите, какой котик у соседей появился 😀",
+        "ахах, милота, а как зовут?",
+        "пока никак, предлагают назвать Барсиком, но мне не нравится",
+        "может, Пушок? он же весь пушистый",
+        "погода сегодня ужасная, весь день дождь и ветер",
+        "а у нас наоборот солнце, хоть на речку иди купаться",
+        "ладно, пойду в магазин, пока не закрылся, кому что взять?",
+    ),
+    (
+        "кто-нибудь знает хороший рецепт борща без мяса?",
+        "моя бабушка варит с фасолью и черносливом, очень вкусно",
+        "о, интересно, а чернослив когда добавлять, в самом конце?",
+        "минут за десять до готовности, и обязательно дать настояться",
+        "попробую на выходных, потом расскажу, что получилось",
+        "а сметану домашнюю где берёте? в магазине какая-то жидкая",
+        "на рынке по субботам есть бабушка с отличной сметаной",
+    ),
+)
+
+
+class Server(Protocol):
+    """What a simulated chat talks to: the bot's ReplyGenerator or the naive pool."""
+
+    async def reply(self, chat_id: int, text: str, author: str) -> str:
+        """Answer one message of the chat."""
+        ...
+
+
+@dataclass
+class GenerateCall:
+    """One ``generate()`` call seen by the hook: rows, prompt lengths, new tokens per row, seconds."""
+
+    rows: int
+    prompt_tokens: list[int]
+    new_tokens: list[int]
+    seconds: float
+
+
+@dataclass
+class CallLog:
+    """Every ``generate()`` call of one model since the last ``clear()``."""
+
+    calls: list[GenerateCall] = field(default_factory=list)
+
+    def clear(self) -> None:
+        """Forget the calls seen so far."""
+        self.calls = []
+
+
+def instrument(model: ReplyModel) -> CallLog:
+    """Wrap the model's ``generate_ids`` to log each call (the bot's code path is otherwise untouched)."""
+    log = CallLog()
+    original = model.generate_ids
+    max_prompt = model.model.config.n_positions - (model.generation_configs["lively"].max_new_tokens or 0)
+
+    def generate_ids(
+        requests: Sequence[Request], generation: GenerationConfig | None = None
+    ) -> tuple[list[list[int]], list[bool]]:
+        started = time.perf_counter()
+        rows, timed_out = original(requests, generation)
+        seconds = time.perf_counter() - started
+        prompts = [
+            len(build_prompt(model.tokenizer, model.tokens, r.turns, len(r.turns), max_prompt)) for r in requests
+        ]
+        log.calls.append(GenerateCall(len(requests), prompts, [len(reply_ids(r, model.tokens)) for r in rows], seconds))
+        return rows, timed_out
+
+    model.generate_ids = generate_ids  # type: ignore[method-assign]
+    return log
+
+
+class LagMeter:
+    """Wakes every ``period`` seconds and records how late the event loop let it wake.
+
+    Each wake-up takes the GIL from the generating thread, so a fast ticker slows generation down:
+    at 5 ms a bf16 generate() of one row ran about 15% slower on 2 CPU cores and 50% slower on a GPU.
+    """
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(self.period)
+            self.worst = max(self.worst, time.perf_counter() - started - self.period)
+
+    def __enter__(self) -> LagMeter:
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+class NaivePool:
+    """What the seed projects did: one ``generate()`` per message on a thread pool, no batching.
+
+    Keeps the same history (SQLite, merged turns, CONTEXT_TURNS) and deadline as the bot, so only
+    the serving differs.
+    """
+
+    def __init__(self, model: ReplyModel, store: ChatStore, settings: Settings, workers: int) -> None:
+        self._model = model
+        self._store = store
+        self._settings = settings
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="naive")
+
+    async def reply(self, chat_id: int, text: str, author: str) -> str:
+        """Generate a reply to ``text`` on its own, in the pool; store both turns as the bot does."""
+        clean = self._model.clean_user_text(text)
+        history = self._store.recent_turns(chat_id, HISTORY_WINDOW)
+        turns = merge_turns([*history, Turn(author, clean)])[-self._settings.context_turns :]
+        request = Request(tuple(turns), time.monotonic() + self._settings.generation_timeout)
+        loop = asyncio.get_running_loop()
+        (outcome,) = await loop.run_in_executor(self._executor, self._model.generate, [request])
+        if outcome.timed_out:
+            raise ReplyTimeoutError(f"generation for chat {chat_id} ran past {self._settings.generation_timeout} s")
+        if not outcome.text:
+            return texts.FALLBACK_REPLY
+        self._store.add_turns(chat_id, [Turn(author, clean), Turn(BOT_AUTHOR, outcome.text)])
+        return outcome.text
+
+    def shutdown(self) -> None:
+        """Stop the pool."""
+        self._executor.shutdown(wait=True)
+
+
+@dataclass
+class RunStats:
+    """One path at one chat count: what the measured rounds gave."""
+
+    path: str
+    chats: int
+    rounds: int
+    seconds: float
+    latencies: list[float]
+    replies_per_chat: dict[int, int]
+    errors: int
+    new_tokens: int
+    prompt_tokens: float
+    mean_batch: float
+    generate_seconds: float
+    worst_lag: float
+
+    @property
+    def replies(self) -> int:
+        """Replies received in the measured rounds."""
+        return len(self.latencies)
+
+    @property
+    def replies_per_second(self) -> float:
+        """Throughput in replies."""
+        return self.replies / self.seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Throughput in generated tokens (up to each reply's stop token)."""
+        return self.new_tokens / self.seconds
+
+    @property
+    def p50(self) -> float:
+        """Median latency of a reply, seconds."""
+        return percentile(self.latencies, 50)
+
+    @property
+    def p95(self) -> float:
+        """95th-percentile latency of a reply, seconds."""
+        return percentile(self.latencies, 95)
+
+
+@dataclass
+class BenchReport:
+    """Every run and the final machine-readable line."""
+
+    runs: list[RunStats]
+    final_line: str
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile with linear interpolation (nan for no values)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def build_model(directory: Path, shared: Path = SHARED_MODEL) -> Path:
+    """Write a random-weight model of ruDialoGPT-small's shape and a tokenizer with its speaker tokens.
+
+    The LM head is untied from the embeddings (the same compute per token as the tied real model):
+    a tied random model mostly echoes its last input token, the bot's speaker token, and stops at once.
+    """
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    if (shared / "config.json").is_file() and (shared / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(shared)
+        config = GPT2Config.from_pretrained(shared)
+    else:
+        tokenizer = _small_tokenizer()
+        config = GPT2Config(
+            **GPT2_SMALL,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    config.tie_word_embeddings = False
+    config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _small_tokenizer() -> object:
+    """A byte-level BPE tokenizer trained on the benchmark's dialogues, with the ruDialoGPT special tokens."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        [line for dialogue in DIALOGUES for line in dialogue] * 4,
+        vocab_size=2000,
+        min_frequency=1,
+        special_tokens=["<pad>", "<|endoftext|>"],
+    )
+    tokenizer = GPT2TokenizerFast(
+        tokenizer_object=bpe,
+        pad_token="<pad>",
+        eos_token="<|endoftext|>",
+        bos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    tokenizer.add_tokens([FIRST_SPEAKER, SECOND_SPEAKER])
+    return tokenizer
+
+
+def chat_script(index: int, author: str, messages: int) -> tuple[list[Turn], list[str]]:
+    """The seeded history (``author``, bot) and the ``messages`` texts the ``index``-th chat sends."""
+    dialogue = DIALOGUES[index % len(DIALOGUES)]
+    history = [Turn(author, dialogue[0]), Turn(BOT_AUTHOR, dialogue[1])]
+    lines = dialogue[2:]
+    return history, [lines[(index + n) % len(lines)] for n in range(messages)]
+
+
+async def _chat(server: Server, chat_id: int, author: str, messages: Sequence[str], latencies: list[float]) -> int:
+    """Send the messages one after another; returns how many failed (timeout, queue full)."""
+    errors = 0
+    for text in messages:
+        started = time.perf_counter()
+        try:
+            await server.reply(chat_id, text, author)
+        except (ReplyTimeoutError, BusyError):
+            errors += 1
+            continue
+        latencies.append(time.perf_counter() - started)
+    return errors
+
+
+async def run_workload(
+    path: str,
+    server: Server,
+    store: ChatStore,
+    log: CallLog,
+    chats: int,
+    rounds: int,
+    first_chat_id: int,
+    lag_tick: float,
+) -> RunStats:
+    """Seed the chats' history, run one warm-up round, then ``rounds`` measured messages per chat at once."""
+    chat_ids = [first_chat_id + i for i in range(chats)]
+    scripts = {chat_id: chat_script(i, f"user{chat_id}", rounds + 1) for i, chat_id in enumerate(chat_ids)}
+    for chat_id, (history, _) in scripts.items():
+        store.clear(chat_id)
+        store.add_turns(chat_id, history)
+    torch.manual_seed(0)
+    warm: dict[int, list[float]] = {chat_id: [] for chat_id in chat_ids}
+    warm_errors = await asyncio.gather(
+        *(_chat(server, chat_id, f"user{chat_id}", msgs[:1], warm[chat_id]) for chat_id, (_, msgs) in scripts.items())
+    )
+    log.clear()
+    per_chat: dict[int, list[float]] = {chat_id: [] for chat_id in chat_ids}
+    with LagMeter(lag_tick) as lag:
+        started = time.perf_counter()
+        errors = await asyncio.gather(
+            *(
+                _chat(server, chat_id, f"user{chat_id}", msgs[1:], per_chat[chat_id])
+                for chat_id, (_, msgs) in scripts.items()
+            )
+        )
+        seconds = time.perf_counter() - started
+    calls = list(log.calls)
+    prompts = [p for call in calls for p in call.prompt_tokens]
+    return RunStats(
+        path=path,
+        chats=chats,
+        rounds=rounds,
+        seconds=seconds,
+        latencies=[latency for values in per_chat.values() for latency in values],
+        replies_per_chat={chat_id: len(warm[chat_id]) + len(per_chat[chat_id]) for chat_id in chat_ids},
+        errors=sum(errors) + sum(warm_errors),
+        new_tokens=sum(n for call in calls for n in call.new_tokens),
+        prompt_tokens=sum(prompts) / len(prompts) if prompts else math.nan,
+        mean_batch=sum(call.rows for call in calls) / len(calls) if calls else math.nan,
+        generate_seconds=sum(call.seconds for call in calls) / len(calls) if calls else math.nan,
+        worst_lag=lag.worst,
+    )
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+def print_table(batched: RunStats, naive: RunStats) -> None:
+    """Both paths at one chat count and their ratios."""
+    print(f"\n== {batched.chats} chat(s), {batched.rounds} measured message(s) each (after a warm-up round) ==")
+    print(
+        f"{'path':<8} {'replies':>7} {'errors':>6} {'wall s':>7} {'replies/s':>9} {'tokens/s':>8} {'p50 s':>6} "
+        f"{'p95 s':>6} {'max lag ms':>10} {'batch':>5} {'gen s':>6} {'prompt tok':>10}"
+    )
+    for run in (batched, naive):
+        print(
+            f"{run.path:<8} {run.replies:>7} {run.errors:>6} {run.seconds:>7.1f} {run.replies_per_second:>9.2f} "
+            f"{run.tokens_per_second:>8.1f} {run.p50:>6.2f} {run.p95:>6.2f} {run.worst_lag * 1000:>10.1f} "
+            f"{run.mean_batch:>5.1f} {run.generate_seconds:>6.2f} {run.prompt_tokens:>10.1f}"
+        )
+    print(
+        f"batched/naive: throughput {_ratio(batched.replies_per_second, naive.replies_per_second):.2f}x, "
+        f"tokens/s {_ratio(batched.tokens_per_second, naive.tokens_per_second):.2f}x, "
+        f"p50 latency {_ratio(batched.p50, naive.p50):.2f}, p95 latency {_ratio(batched.p95, naive.p95):.2f}"
+    )
+
+
+def final_line(runs: Sequence[RunStats]) -> str:
+    """``speedup_16=X.XX p95_ratio_16=Y.YY single_ratio=Z.ZZ max_lag_ms=W`` (16, or the largest N run).
+
+    single_ratio is nan when 1 chat was not run.
+    """
+    by_key = {(run.path, run.chats): run for run in runs}
+    counts = sorted({run.chats for run in runs})
+    many = 16 if 16 in counts else counts[-1]
+    speedup = _ratio(by_key["batched", many].replies_per_second, by_key["naive", many].replies_per_second)
+    p95_ratio = _ratio(by_key["batched", many].p95, by_key["naive", many].p95)
+    single_ratio = _ratio(by_key["batched", 1].p50, by_key["naive", 1].p50) if 1 in counts else math.nan
+    max_lag = max(run.worst_lag for run in runs if run.path == "batched") * 1000
+    return (
+        f"speedup_{many}={speedup:.2f} p95_ratio_{many}={p95_ratio:.2f} "
+        f"single_ratio={single_ratio:.2f} max_lag_ms={max_lag:.0f}"
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="only 1 and 16 chats")
+    parser.add_argument("--chats", type=lambda s: tuple(int(n) for n in s.split(",")), help="chat counts, e.g. 1,16")
+    parser.add_argument(
+        "--rounds", type=int, help="measured messages per chat (default: 10 for 1 chat, 3 up to 16, 2 above)"
+    )
+    parser.add_argument("--new-tokens", type=int, default=32, help="MAX_NEW_TOKENS for both paths (default 32)")
+    parser.add_argument("--max-batch", type=int, default=Settings.max_batch, help="MAX_BATCH of the batched path")
+    parser.add_argument("--workers", type=int, default=Settings.workers, help="WORKERS of the batched path")
+    parser.add_argument("--window-ms", type=float, default=Settings.batch_window_ms, help="BATCH_WINDOW_MS")
+    parser.add_argument("--naive-workers", type=int, default=2, help="threads of the naive pool (default 2)")
+    parser.add_argument("--device", default=Settings.device, help="DEVICE for both paths (auto, cpu, cuda)")
+    parser.add_argument("--dtype", default=Settings.dtype, help="DTYPE of the batched path (the naive one is float32)")
+    parser.add_argument("--timeout", type=float, default=Settings.generation_timeout, help="GENERATION_TIMEOUT, s")
+    parser.add_argument("--lag-tick-ms", type=float, default=10.0, help="period of the loop-lag ticker (default 10)")
+    parser.add_argument("--model-dir", type=Path, help="use this model directory instead of building the real shape")
+    return parser.parse_args(argv)
+
+
+@contextmanager
+def _model_dir(given: Path | None) -> Iterator[tuple[Path, str]]:
+    """The model directory to use and where it came from (built in a temp directory unless given)."""
+    if given is not None:
+        yield given, str(given)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench_model_") as directory:
+        started = time.perf_counter()
+        build_model(Path(directory))
+        shared = (SHARED_MODEL / "tokenizer_config.json").is_file()
+        source = "random weights, " + (
+            f"config and tokenizer of {SHARED_MODEL}" if shared else "GPT-2 small's shape, a small BPE tokenizer"
+        )
+        print(f"built the model ({source}) in {time.perf_counter() - started:.1f} s")
+        yield Path(directory), source
+
+
+async def _bench(args: argparse.Namespace, model_dir: Path, source: str, db_dir: Path) -> list[RunStats]:
+    base = Settings(
+        model_path=str(model_dir),
+        device=args.device,
+        dtype=args.dtype,
+        max_batch=args.max_batch,
+        workers=args.workers,
+        batch_window_ms=args.window_ms,
+        max_new_tokens=args.new_tokens,
+        generation_timeout=args.timeout,
+        db_path=str(db_dir / "batched.sqlite3"),
+    )
+    chats = args.chats or (QUICK_CHATS if args.quick else DEFAULT_CHATS)
+    batched_model = ReplyModel(base)
+    naive_settings = replace(base, dtype="float32", db_path=str(db_dir / "naive.sqlite3"))
+    naive_model = ReplyModel(naive_settings)
+    batched_log, naive_log = instrument(batched_model), instrument(naive_model)
+    print(
+        f"device {batched_model.device}, torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}\n"
+        f"model: {batched_model.parameters / 1e6:.1f}M parameters ({source}), "
+        f"{batched_model.model.config.n_layer} layers x {batched_model.model.config.n_embd}, "
+        f"vocab {batched_model.model.config.vocab_size}\n"
+        f"batched: dtype {str(batched_model.dtype).removeprefix('torch.')}, WORKERS={base.workers}, "
+        f"MAX_BATCH={base.max_batch}, BATCH_WINDOW_MS={base.batch_window_ms:g}\n"
+        f"naive: dtype {str(naive_model.dtype).removeprefix('torch.')}, one generate() per message, "
+        f"{args.naive_workers} pool threads\n"
+        f"both: max_new_tokens={args.new_tokens}, sampling as configured (temperature {base.temperature}, "
+        f"top_k {base.top_k}, top_p {base.top_p}), CONTEXT_TURNS={base.context_turns}, chats {list(chats)}\n"
+        "columns: batch = mean rows per generate() call, gen s = mean seconds per call, prompt tok = mean prompt "
+        f"length; loop lag sampled every {args.lag_tick_ms:g} ms"
+    )
+    batched_store, naive_store = ChatStore(base.db_path), ChatStore(naive_settings.db_path)
+    generator = ReplyGenerator(batched_model, batched_store, base)
+    started = time.perf_counter()
+    generator.warm_up()
+    naive_model.generate([Request(("привет",), time.monotonic() + 60)])
+    print(f"warm-up generations took {time.perf_counter() - started:.1f} s")
+    runs: list[RunStats] = []
+    try:
+        for count in chats:
+            rounds = args.rounds or DEFAULT_ROUNDS.get(count, 2 if count > 16 else 3)
+            tick = args.lag_tick_ms / 1000
+            batched = await run_workload(
+                "batched", generator, batched_store, batched_log, count, rounds, count * 1000, tick
+            )
+            # A fresh naive pool per run whose threads end with it: torch's OpenMP throttles its spin-waits while
+            # more OpenMP threads exist than cores, so idle naive threads would slow the next batched run.
+            naive = NaivePool(naive_model, naive_store, naive_settings, args.naive_workers)
+            try:
+                naive_run = await run_workload(
+                    "naive", naive, naive_store, naive_log, count, rounds, count * 1000, tick
+                )
+            finally:
+                naive.shutdown()
+            print_table(batched, naive_run)
+            runs += [batched, naive_run]
+    finally:
+        generator.shutdown()
+        batched_store.close()
+        naive_store.close()
+    return runs
+
+
+def main(argv: Sequence[str] | None = None) -> BenchReport:
+    """Run the benchmark, print the tables and the final line, and return them."""
+    args = parse_args(argv)
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    started = time.perf_counter()
+    with _model_dir(args.model_dir) as (model_dir, source), tempfile.TemporaryDirectory(prefix="bench_db_") as db_dir:
+        runs = asyncio.run(_bench(args, model_dir, source, Path(db_dir)))
+    print(f"\ntotal {time.perf_counter() - started:.0f} s, load average now {os.getloadavg()[0]:.2f}")
+    line = final_line(runs)
+    print(line)
+    return BenchReport(runs, line)
+
+
+if __name__ == "__main__":
+    main()
