@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import GenerationConfig
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 import texts
 from errors import EmptyMessageError, ReplyTimeoutError
-from generator import ModelLoadError, ReplyGenerator, ReplyModel, Request, pick_dtype
+from generator import ModelLoadError, ReplyGenerator, ReplyModel, Request, TopKSampler, fast_sampling, pick_dtype
 from settings import Settings
 from store import ChatStore, Turn
 
@@ -40,14 +41,11 @@ def generator(model: ReplyModel, tmp_path: Path):
 
 
 def greedy(model: ReplyModel, **overrides: object) -> GenerationConfig:
-    values = {
-        "do_sample": False,
-        "max_new_tokens": 12,
-        "eos_token_id": list(model.tokens.speakers),
-        "pad_token_id": model.tokens.pad,
-        "suppress_tokens": [model.tokens.pad],
-    }
-    return GenerationConfig(**{**values, **overrides})
+    """The bot's own generation config (static cache, penalties, stops), decoding greedily."""
+    values = model.generation_configs["lively"].to_diff_dict()
+    for key in ("top_k", "top_p", "temperature"):
+        values.pop(key)
+    return GenerationConfig(**{**values, "do_sample": False, "max_new_tokens": 12, **overrides})
 
 
 def requests(*dialogues: tuple[str, ...]) -> list[Request]:
@@ -128,6 +126,49 @@ def test_a_past_deadline_stops_only_its_own_row(model: ReplyModel) -> None:
     outcomes = model.generate([late, on_time], config)
     assert [o.timed_out for o in outcomes] == [True, False]
     assert outcomes[1] == model.generate([on_time], config)[0]
+
+
+def test_the_sampler_keeps_transformers_top_k_top_p_distribution() -> None:
+    torch.manual_seed(0)
+    scores = torch.randn(6, 500) * 3
+    scores[1, 7] = 50.0  # one token holds nearly all the mass: top_p keeps it alone
+    for top_k, top_p, temperature in [(10, 0.95, 1.2), (3, 1.0, 0.7), (50, 0.5, 1.0), (1, 0.9, 2.0)]:
+        reference = TemperatureLogitsWarper(temperature)(None, scores.clone())
+        reference = TopKLogitsWarper(top_k)(None, reference)
+        reference = torch.softmax(TopPLogitsWarper(top_p)(None, reference), dim=-1)
+        ids, probs = TopKSampler(top_k, top_p, temperature).candidates(scores)
+        ours = torch.zeros_like(scores).scatter_(-1, ids, probs / probs.sum(-1, keepdim=True))
+        torch.testing.assert_close(ours, reference)
+
+
+def test_the_sampler_draws_one_allowed_token_per_row() -> None:
+    torch.manual_seed(1)
+    scores = torch.randn(64, 300)
+    sampler = TopKSampler(top_k=5, top_p=0.95, temperature=1.2)
+    ids, probs = sampler.candidates(scores)
+    out = sampler(torch.zeros(64, 1, dtype=torch.long), scores)
+    chosen = out.argmax(-1)
+    assert ((out == 0).sum(-1) == 1).all() and torch.isinf(out).sum() == 64 * 299
+    allowed = [set(row_ids[row_probs > 0].tolist()) for row_ids, row_probs in zip(ids, probs, strict=True)]
+    assert all(token in allowed[row] for row, token in enumerate(chosen.tolist()))
+    assert len(set(chosen.tolist())) > 5, "not a draw: every row took the same rank"
+
+
+def test_sampling_configs_move_into_the_sampler_and_others_pass_unchanged(model: ReplyModel) -> None:
+    lively = model.generation_configs["lively"]
+    config, processors = fast_sampling(lively)
+    assert not config.do_sample and config.top_k is None
+    assert config.repetition_penalty == lively.repetition_penalty and config.cache_implementation == "static"
+    assert [(p.top_k, p.top_p, p.temperature) for p in processors] == [(10, 0.95, 1.2)]
+    for unchanged in (greedy(model), GenerationConfig(do_sample=True, top_k=0, top_p=0.9)):
+        assert fast_sampling(unchanged) == (unchanged, [])
+
+
+def test_sampled_replies_stay_within_the_top_k(model: ReplyModel) -> None:
+    # With top_k=1 sampling must give exactly the greedy reply: every draw is the likeliest token.
+    one = GenerationConfig(**{**model.generation_configs["lively"].to_diff_dict(), "top_k": 1, "max_new_tokens": 12})
+    torch.manual_seed(3)
+    assert model.generate(requests(*PROMPTS), one) == model.generate(requests(*PROMPTS), greedy(model))
 
 
 async def test_a_reply_is_stored_with_the_users_turn(generator: ReplyGenerator) -> None:
