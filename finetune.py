@@ -38,6 +38,7 @@ from transformers.utils import logging as transformers_logging
 
 from dialogue import FIRST_SPEAKER, SECOND_SPEAKER, SpecialTokens, build_prompt, encode_turn, sanitize
 from export_chat import COLUMNS
+from generator import pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -357,13 +358,6 @@ def special_tokens(tokenizer: object, model: PreTrainedModel, name: str) -> Spec
 
 
 # --- training -----------------------------------------------------------------------------------
-
-
-def pick_device(requested: str) -> torch.device:
-    """``auto`` takes CUDA when present, else the CPU."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
