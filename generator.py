@@ -178,7 +178,6 @@ class ReplyModel:
             style: GenerationConfig(**{**base.to_diff_dict(), **overrides})
             for style, overrides in STYLE_OVERRIDES.items()
         }
-        self._decoding = {style: fast_sampling(config) for style, config in self.generation_configs.items()}
         logger.info(
             "loaded %s in %.1f s: %s, %s, %.1fM parameters",
             self.name,
@@ -210,7 +209,7 @@ class ReplyModel:
         input_ids = torch.tensor([[self.tokens.pad] * (width - len(p)) + p for p in prompts], device=self.device)
         attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         deadlines = _Deadlines([request.deadline for request in requests])
-        config, processors = fast_sampling(generation) if generation else self._decoding[requests[0].style]
+        config, processors = fast_sampling(generation or self.generation_configs[requests[0].style])
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=input_ids,
