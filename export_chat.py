@@ -20,9 +20,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.formats import COLUMNS
+
 logger = logging.getLogger("export_chat")
 
-COLUMNS = ("context_3", "context_2", "context_1", "response")
 CONTEXT_TURNS = 3
 _LINK = re.compile(r"https?://|www\.|\bt\.me/|\btelegram\.me/", re.IGNORECASE)
 _LINK_ENTITIES = {"link", "text_link"}

@@ -18,12 +18,12 @@ from aiogram.types import ErrorEvent, Message
 from aiogram.utils.chat_action import ChatActionSender
 
 import texts
-from access import AddressedToBot, is_private
-from commands import create_commands_router
+from bot.access import AddressedToBot, is_private
+from bot.commands import create_commands_router
+from bot.middlewares import ChatOrder
+from bot.notify import AdminNotifier
+from bot.stats import BotStats
 from errors import BusyError, ChatFloodError, EmptyMessageError, ReplyTimeoutError
-from middlewares import ChatOrder
-from notify import AdminNotifier
-from stats import BotStats
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,9 @@ TELEGRAM_TEXT_LIMIT = 4096
 class Replier(Protocol):
     """What the handlers need of the generator."""
 
-    async def reply(self, chat_id: int, text: str, author: str) -> str: ...
+    async def reply(self, chat_id: int, text: str, author: str) -> str:
+        """The model's reply, or "" when it had none."""
+        ...
 
     def forget(self, chat_id: int) -> None: ...
 
@@ -92,7 +94,7 @@ async def chat(message: Message, prompt: str, bot: Bot, generator: Replier, stat
     author = str(message.from_user.id) if message.from_user else str(message.chat.id)
     async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
         reply = await generator.reply(message.chat.id, prompt, author)
-    await send_plain(message, reply)
+    await send_plain(message, reply or texts.FALLBACK_REPLY)
     stats.record_reply(message.chat.id, time.monotonic() - started)
 
 

@@ -15,16 +15,19 @@ from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramS
 from aiogram.types import BotCommand
 
 import texts
-from access import AllowList
+from bot.access import AllowList
+from bot.middlewares import InFlightUpdates
+from bot.notify import AdminNotifier
+from bot.retry import RetryRequests
+from bot.stats import BotStats
 from console import run_console
-from generator import ModelLoadError, ReplyGenerator, ReplyModel
+from generator import ReplyGenerator
 from handlers import create_router
-from middlewares import InFlightUpdates
-from notify import AdminNotifier
+from inference.backend import ModelLoadError
+from inference.devices import dtype_name
+from inference.transformers_backend import TransformersBackend
 from settings import ConfigError, Settings, load_settings
-from stats import BotStats
 from store import ChatStore, StoreError
-from telegram_retry import RetryRequests
 
 logger = logging.getLogger("bot")
 
@@ -48,7 +51,7 @@ def create_dispatcher(
     """A Dispatcher with the bot's router, the allow-list and their dependencies in the workflow data."""
     model = generator.model
     stats = BotStats(
-        model_summary=f"{model.name} ({model.device}, {str(model.dtype).removeprefix('torch.')})",
+        model_summary=f"{model.name} ({model.device}, {dtype_name(model.dtype)})",
         queue_depth=lambda: generator.pending,
     )
     dispatcher = Dispatcher(generator=generator, store=store, admins=admins, settings=settings, stats=stats)
@@ -96,7 +99,7 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
             texts.ADMIN_STARTED.format(
                 model=model.name,
                 device=model.device,
-                dtype=str(model.dtype).removeprefix("torch."),
+                dtype=dtype_name(model.dtype),
                 load_seconds=model.load_seconds,
             )
         )
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         store = ChatStore(settings.db_path)
-        generator = ReplyGenerator(ReplyModel(settings), store, settings)
+        generator = ReplyGenerator(TransformersBackend(settings), store, settings)
     except (ModelLoadError, StoreError) as error:
         logger.error("%s", error)
         return 2

@@ -16,10 +16,8 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from dialogue import MAX_CONTEXT_TURNS
-
-# Sampling styles a chat can choose in /settings (generator.STYLE_OVERRIDES says what each changes).
-STYLES = ("lively", "calm")
+from inference.dialogue import MAX_CONTEXT_TURNS
+from inference.sampling import MODEL_CARD, STYLES
 
 
 class ConfigError(ValueError):
@@ -49,12 +47,12 @@ class Settings:
     history_ttl_days: float = 0.0
     context_turns: int = 3
     reply_style: str = "lively"
-    max_new_tokens: int = 40
-    temperature: float = 1.2
-    top_k: int = 10
-    top_p: float = 0.95
-    repetition_penalty: float = 1.2
-    no_repeat_ngram_size: int = 2
+    max_new_tokens: int = MODEL_CARD.max_new_tokens
+    temperature: float = MODEL_CARD.temperature
+    top_k: int = MODEL_CARD.top_k
+    top_p: float = MODEL_CARD.top_p
+    repetition_penalty: float = MODEL_CARD.repetition_penalty
+    no_repeat_ngram_size: int = MODEL_CARD.no_repeat_ngram_size
     shutdown_timeout: float = 30.0
     log_level: str = "info"
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import finetune
+from training import formats, loop
 
 logger = logging.getLogger("train")
 
@@ -38,9 +38,9 @@ def _fraction(value: str) -> float:
     return number
 
 
-def parse_args(argv: list[str] | None = None) -> finetune.TrainSettings:
+def parse_args(argv: list[str] | None = None) -> loop.TrainSettings:
     """Command-line options as TrainSettings."""
-    defaults = finetune.TrainSettings(data=Path(), out=Path())
+    defaults = loop.TrainSettings(data=Path(), out=Path())
     parser = argparse.ArgumentParser(
         description="Fine-tune ruDialoGPT on a CSV of dialogue windows (context_3,context_2,context_1,response).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> finetune.TrainSettings:
     args = parser.parse_args(argv)
     if args.from_scratch and args.n_embd % args.n_head:
         parser.error(f"--n-embd {args.n_embd} is not a multiple of --n-head {args.n_head}")
-    return finetune.TrainSettings(
+    return loop.TrainSettings(
         data=args.data,
         out=args.out,
         base=args.base,
@@ -107,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
-        result = finetune.run(settings)
-    except finetune.InputError as error:
+        result = loop.run(settings)
+    except formats.InputError as error:
         sys.stderr.write(f"train.py: {error}\n")
         return 2
-    except finetune.TrainingInterrupted as error:
+    except loop.TrainingInterrupted as error:
         sys.stderr.write(f"train.py: {error}: run the same command to resume\n")
         return 130
     for moment, evaluation in (("before", result.before), ("after", result.after)):

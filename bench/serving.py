@@ -2,7 +2,7 @@
 
 Builds ruDialoGPT-small's real shape with random weights (the config and tokenizer in
 ../shared/rudialogpt-small when present, else GPT-2 small's numbers and a small byte-level BPE tokenizer),
-loads it through the bot's own ReplyModel, and lets N simulated chats (1, 4, 16, 32) talk to it at once:
+loads it through the bot's own TransformersBackend, and lets N simulated chats (1, 4, 16, 32) talk to it at once:
 
 - batched: the bot's ReplyGenerator (BatchingPool, DTYPE/WORKERS/MAX_BATCH as configured, SQLite history);
 - naive: what the seed projects did, one ``generate()`` per message in a ThreadPoolExecutor, fp32.
@@ -46,10 +46,12 @@ import torch  # noqa: E402
 from transformers import GenerationConfig  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
-import texts  # noqa: E402
-from dialogue import FIRST_SPEAKER, SECOND_SPEAKER, build_prompt, merge_turns, reply_ids  # noqa: E402
 from errors import BusyError, ReplyTimeoutError  # noqa: E402
-from generator import ReplyGenerator, ReplyModel, Request  # noqa: E402
+from generator import ReplyGenerator  # noqa: E402
+from inference.backend import Request  # noqa: E402
+from inference.devices import dtype_name  # noqa: E402
+from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER, build_prompt, merge_turns, reply_ids  # noqa: E402
+from inference.transformers_backend import TransformersBackend  # noqa: E402
 from settings import Settings  # noqa: E402
 from store import BOT_AUTHOR, ChatStore, Turn  # noqa: E402
 
@@ -132,7 +134,7 @@ class CallLog:
         self.calls = []
 
 
-def instrument(model: ReplyModel) -> CallLog:
+def instrument(model: TransformersBackend) -> CallLog:
     """Wrap the model's ``generate_ids`` to log each call (the bot's code path is otherwise untouched)."""
     log = CallLog()
     original = model.generate_ids
@@ -188,7 +190,7 @@ class NaivePool:
     the serving differs.
     """
 
-    def __init__(self, model: ReplyModel, store: ChatStore, settings: Settings, workers: int) -> None:
+    def __init__(self, model: TransformersBackend, store: ChatStore, settings: Settings, workers: int) -> None:
         self._model = model
         self._store = store
         self._settings = settings
@@ -205,7 +207,7 @@ class NaivePool:
         if outcome.timed_out:
             raise ReplyTimeoutError(f"generation for chat {chat_id} ran past {self._settings.generation_timeout} s")
         if not outcome.text:
-            return texts.FALLBACK_REPLY
+            return ""
         self._store.add_turns(chat_id, [Turn(author, clean), Turn(BOT_AUTHOR, outcome.text)])
         return outcome.text
 
@@ -490,9 +492,9 @@ async def _bench(args: argparse.Namespace, model_dir: Path, source: str, db_dir:
         db_path=str(db_dir / "batched.sqlite3"),
     )
     chats = args.chats or (QUICK_CHATS if args.quick else DEFAULT_CHATS)
-    batched_model = ReplyModel(base)
+    batched_model = TransformersBackend(base)
     naive_settings = replace(base, dtype="float32", db_path=str(db_dir / "naive.sqlite3"))
-    naive_model = ReplyModel(naive_settings)
+    naive_model = TransformersBackend(naive_settings)
     batched_log, naive_log = instrument(batched_model), instrument(naive_model)
     print(
         f"device {batched_model.device}, torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
@@ -500,9 +502,9 @@ async def _bench(args: argparse.Namespace, model_dir: Path, source: str, db_dir:
         f"model: {batched_model.parameters / 1e6:.1f}M parameters ({source}), "
         f"{batched_model.model.config.n_layer} layers x {batched_model.model.config.n_embd}, "
         f"vocab {batched_model.model.config.vocab_size}\n"
-        f"batched: dtype {str(batched_model.dtype).removeprefix('torch.')}, WORKERS={base.workers}, "
+        f"batched: dtype {dtype_name(batched_model.dtype)}, WORKERS={base.workers}, "
         f"MAX_BATCH={base.max_batch}, BATCH_WINDOW_MS={base.batch_window_ms:g}\n"
-        f"naive: dtype {str(naive_model.dtype).removeprefix('torch.')}, one generate() per message, "
+        f"naive: dtype {dtype_name(naive_model.dtype)}, one generate() per message, "
         f"{args.naive_workers} pool threads\n"
         f"both: max_new_tokens={args.new_tokens}, sampling as configured (temperature {base.temperature}, "
         f"top_k {base.top_k}, top_p {base.top_p}), CONTEXT_TURNS={base.context_turns}, chats {list(chats)}\n"

@@ -37,7 +37,7 @@ def build_tiny_model(
     """Write a tiny GPT-2 with a byte-level BPE tokenizer that has the ruDialoGPT speaker tokens."""
     import torch
 
-    from finetune import new_model, new_tokenizer
+    from training.modeling import new_model, new_tokenizer
 
     tokenizer = new_tokenizer(TINY_TEXTS * 4, vocab_size=400, min_frequency=1)
     torch.manual_seed(seed)

@@ -7,9 +7,10 @@ from pathlib import Path
 from aiogram import Bot
 from recording_session import RecordingSession, callback_update, message_update
 
-from generator import ReplyGenerator, ReplyModel
+from bot.notify import AdminNotifier
+from generator import ReplyGenerator
+from inference.transformers_backend import TransformersBackend
 from main import create_dispatcher
-from notify import AdminNotifier
 from settings import Settings
 from store import ChatStore
 
@@ -17,7 +18,7 @@ ADMIN = 777
 
 
 class Harness:
-    def __init__(self, model: ReplyModel, tmp_path: Path, **overrides: object) -> None:
+    def __init__(self, model: TransformersBackend, tmp_path: Path, **overrides: object) -> None:
         settings = {"model_path": model.name, "db_path": str(tmp_path / "bot.sqlite3"), "admin_chat_id": (ADMIN,)}
         self.settings = Settings(**{**settings, **overrides})
         self.store = ChatStore(self.settings.db_path)

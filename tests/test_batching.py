@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from batching import BatchingPool
 from errors import BusyError
+from inference.batching import BatchingPool
 
 
 class Recorder:

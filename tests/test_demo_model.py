@@ -14,8 +14,9 @@ from botprocess import MAIN, bot_env
 from conftest import ROOT
 from transformers import GenerationConfig
 
-from dialogue import reply_ids
-from generator import ReplyModel, Request
+from inference.backend import Request
+from inference.dialogue import reply_ids
+from inference.transformers_backend import TransformersBackend
 from settings import Settings
 
 DEMO = ROOT / "saved_model"
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.skipif(not (DEMO / "model.safetensors").is_file(), reas
 
 
 @pytest.fixture(scope="module")
-def demo() -> ReplyModel:
-    return ReplyModel(Settings(model_path=str(DEMO), device="cpu", dtype="float32"))
+def demo() -> TransformersBackend:
+    return TransformersBackend(Settings(model_path=str(DEMO), device="cpu", dtype="float32"))
 
 
 def russian_share(text: str) -> float:
@@ -41,7 +42,7 @@ def test_the_demo_model_is_at_most_25_mb() -> None:
     assert 1_000_000 < size <= 25_000_000
 
 
-def test_it_is_the_default_model_and_it_stops_at_the_speaker_token(demo: ReplyModel) -> None:
+def test_it_is_the_default_model_and_it_stops_at_the_speaker_token(demo: TransformersBackend) -> None:
     assert ROOT / Settings().model_path == DEMO
     saved = GenerationConfig.from_pretrained(DEMO)
     assert set(saved.eos_token_id) == set(demo.tokens.speakers) and saved.pad_token_id == demo.tokens.pad
@@ -51,7 +52,7 @@ def test_it_is_the_default_model_and_it_stops_at_the_speaker_token(demo: ReplyMo
     assert len(stopped) >= len(rows) // 2, "the model should have learned to close its replies"
 
 
-def test_the_demo_model_answers_in_russian(demo: ReplyModel) -> None:
+def test_the_demo_model_answers_in_russian(demo: TransformersBackend) -> None:
     torch.manual_seed(0)
     replies = [outcome.text for outcome in demo.generate([Request(p, time.monotonic() + 60) for p in PROMPTS])]
     assert sum(bool(reply) for reply in replies) >= len(replies) - 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dialogue import (
+from inference.dialogue import (
     FIRST_SPEAKER,
     SECOND_SPEAKER,
     SpecialTokens,

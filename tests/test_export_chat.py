@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import export_chat
+from training import formats
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,13 +96,10 @@ def test_full_account_export_reads_every_chat(tmp_path: Path) -> None:
 
 
 def test_the_csv_feeds_the_trainer(tmp_path: Path) -> None:
-    finetune = pytest.importorskip("finetune")
     export_chat.export(write_export(tmp_path / "result.json", {"messages": CHAT}), tmp_path / "chat.csv")
-    dialogues, skipped = finetune.read_dialogues(tmp_path / "chat.csv")
+    dialogues, skipped = formats.read_dialogues(tmp_path / "chat.csv")
     assert skipped == 0
-    assert dialogues[2] == finetune.Dialogue(
-        ("Привет как дела?", "Нормально а ты?", "Тоже хорошо"), "я про море читала"
-    )
+    assert dialogues[2] == formats.Dialogue(("Привет как дела?", "Нормально а ты?", "Тоже хорошо"), "я про море читала")
 
 
 @pytest.mark.parametrize(

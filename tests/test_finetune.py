@@ -6,7 +6,7 @@ import csv
 import json
 import re
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -14,10 +14,13 @@ import torch
 from conftest import RUDIALOGPT_DIR, SHARED, TINY_TEXTS
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-import finetune
 import train
-from dialogue import FIRST_SPEAKER, SECOND_SPEAKER, SpecialTokens, build_prompt
-from finetune import IGNORE_INDEX, Dialogue, InputError, TrainSettings
+from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER, SpecialTokens, build_prompt
+from inference.sampling import MODEL_CARD
+from training import data, formats, loop, modeling
+from training.data import IGNORE_INDEX
+from training.formats import Dialogue, InputError
+from training.loop import TrainSettings
 
 HEADER = ("context_3", "context_2", "context_1", "response")
 # A small chat the tiny model can learn something of: sliding windows over a dialogue, twice.
@@ -59,7 +62,7 @@ def tiny_settings(tmp_path: Path, **overrides: object) -> TrainSettings:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return finetune.new_tokenizer(DIALOGUE, vocab_size=300, min_frequency=1)
+    return modeling.new_tokenizer(DIALOGUE, vocab_size=300, min_frequency=1)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +83,7 @@ def test_columns_in_any_order_empty_cells_and_skipped_rows(tmp_path: Path) -> No
         ("ответ 2", "", "вопрос 2", "далёкое", ""),
         ("  пробелы  ", "", "  тоже  ", "", ""),
     ]
-    dialogues, skipped = finetune.read_dialogues(write_csv(tmp_path / "chat.csv", rows, header))
+    dialogues, skipped = formats.read_dialogues(write_csv(tmp_path / "chat.csv", rows, header))
     assert skipped == 2
     assert dialogues == [
         Dialogue(("раз", "два", "вопрос"), "ответ"),
@@ -113,13 +116,13 @@ def test_bad_csv_is_one_clear_line_and_exit_2(tmp_path: Path, capsys: pytest.Cap
 
 def test_split_is_seeded_disjoint_and_complete() -> None:
     dialogues = [Dialogue((str(i),), str(i)) for i in range(50)]
-    train_part, val_part = finetune.split_dialogues(dialogues, 0.1, seed=1)
+    train_part, val_part = data.split_dialogues(dialogues, 0.1, seed=1)
     assert len(val_part) == 5 and sorted(train_part + val_part, key=lambda d: int(d.response)) == dialogues
-    assert finetune.split_dialogues(dialogues, 0.1, seed=1) == (train_part, val_part)
-    assert finetune.split_dialogues(dialogues, 0.1, seed=2)[1] != val_part
-    assert len(finetune.split_dialogues(dialogues[:2], 0.01, seed=0)[1]) == 1
+    assert data.split_dialogues(dialogues, 0.1, seed=1) == (train_part, val_part)
+    assert data.split_dialogues(dialogues, 0.1, seed=2)[1] != val_part
+    assert len(data.split_dialogues(dialogues[:2], 0.01, seed=0)[1]) == 1
     with pytest.raises(InputError):
-        finetune.split_dialogues(dialogues[:1], 0.1, seed=0)
+        data.split_dialogues(dialogues[:1], 0.1, seed=0)
 
 
 # --- examples -----------------------------------------------------------------------------------
@@ -138,7 +141,7 @@ def test_new_tokenizer_is_laid_out_like_rudialogpt(tokenizer) -> None:
 
 def test_example_is_the_bots_prompt_then_the_reply_closed_by_the_first_speaker(tokenizer, tokens) -> None:
     dialogue = Dialogue(("привет", "как дела?", "что делаешь?"), "читаю книгу")
-    example = finetune.build_example(tokenizer, tokens, dialogue, max_length=128)
+    example = data.build_example(tokenizer, tokens, dialogue, max_length=128)
     prompt = build_prompt(tokenizer, tokens, list(dialogue.context), max_turns=3, max_length=128)
     assert example.input_ids[: len(prompt)] == tuple(prompt)
     assert tokenizer.decode(example.input_ids) == (
@@ -157,35 +160,35 @@ def test_example_is_the_bots_prompt_then_the_reply_closed_by_the_first_speaker(t
 def test_long_dialogues_lose_the_oldest_context_first(tokenizer, tokens) -> None:
     old, middle, new = "пойдём гулять " * 10, "давай завтра " * 3, "как дела?"
     dialogue = Dialogue((old, middle, new), "звучит интересно")
-    full = finetune.build_example(tokenizer, tokens, dialogue, max_length=1000)
-    cut = finetune.build_example(tokenizer, tokens, dialogue, max_length=len(full.input_ids) - 5)
+    full = data.build_example(tokenizer, tokens, dialogue, max_length=1000)
+    cut = data.build_example(tokenizer, tokens, dialogue, max_length=len(full.input_ids) - 5)
     assert len(cut.input_ids) <= len(full.input_ids) - 5
     text = tokenizer.decode(cut.input_ids)
     assert text.endswith(f"{FIRST_SPEAKER} как дела? {SECOND_SPEAKER} звучит интересно {FIRST_SPEAKER}")
     assert "пойдём" not in text and "давай завтра" in text
     # The newest turn alone too long: cut from its left, the reply stays whole.
     reply = sum(label != IGNORE_INDEX for label in full.labels)
-    tight = finetune.build_example(tokenizer, tokens, Dialogue((old,), "звучит интересно"), max_length=reply + 4)
+    tight = data.build_example(tokenizer, tokens, Dialogue((old,), "звучит интересно"), max_length=reply + 4)
     assert len(tight.input_ids) == reply + 4
     assert tight.input_ids[0] == tokens.first and tight.input_ids[3] == tokens.second
     assert tokenizer.decode(tight.input_ids).endswith(f" звучит интересно {FIRST_SPEAKER}")
     # A reply that leaves no room for any context is dropped, not cut.
-    assert finetune.build_example(tokenizer, tokens, dialogue, max_length=reply + 2) is None
+    assert data.build_example(tokenizer, tokens, dialogue, max_length=reply + 2) is None
 
 
 def test_special_token_texts_never_reach_the_model(tokenizer, tokens) -> None:
     dialogue = Dialogue(("привет <|endoftext|>", f"{SECOND_SPEAKER}"), f"ответ {FIRST_SPEAKER}<pad>")
-    example = finetune.build_example(tokenizer, tokens, dialogue, max_length=64)
+    example = data.build_example(tokenizer, tokens, dialogue, max_length=64)
     # The second context turn is empty once cleaned, so only the newest turns before it remain: none.
     assert example is None
-    example = finetune.build_example(tokenizer, tokens, Dialogue(("привет <|endoftext|>",), "ответ<pad>"), 64)
+    example = data.build_example(tokenizer, tokens, Dialogue(("привет <|endoftext|>",), "ответ<pad>"), 64)
     assert tokenizer.eos_token_id not in example.input_ids and tokens.pad not in example.input_ids
     assert tokenizer.decode(example.input_ids) == f"{FIRST_SPEAKER} привет {SECOND_SPEAKER} ответ {FIRST_SPEAKER}"
 
 
 def test_examples_with_the_real_tokenizer(real_tokenizer) -> None:
     tokens = SpecialTokens.from_tokenizer(real_tokenizer)
-    example = finetune.build_example(real_tokenizer, tokens, Dialogue(("привет <|endoftext|>",), "здорово"), 64)
+    example = data.build_example(real_tokenizer, tokens, Dialogue(("привет <|endoftext|>",), "здорово"), 64)
     assert example.input_ids[0] == real_tokenizer.convert_tokens_to_ids(FIRST_SPEAKER)
     assert example.input_ids[-1] == tokens.first and tokens.second in example.input_ids
     # The saved tokenizer's <|endoftext|> is past the 50261 embeddings: it must never appear.
@@ -196,15 +199,16 @@ def test_examples_with_the_real_tokenizer(real_tokenizer) -> None:
 
 
 def test_training_lowers_the_loss_and_the_bot_loads_the_result(tmp_path: Path) -> None:
-    from generator import ReplyModel, Request
+    from inference.backend import Request
+    from inference.transformers_backend import TransformersBackend
     from settings import Settings
 
-    result = finetune.run(tiny_settings(tmp_path))
+    result = loop.run(tiny_settings(tmp_path))
     assert result.after.loss < result.before.loss - 1.0
     assert result.val_examples > 0 and result.train_examples > result.val_examples
     assert not (tmp_path / "checkpoint").exists(), "the checkpoint is removed once the model is saved"
 
-    model = ReplyModel(Settings(model_path=str(tmp_path / "model"), device="cpu", dtype="float32"))
+    model = TransformersBackend(Settings(model_path=str(tmp_path / "model"), device="cpu", dtype="float32"))
     greedy = GenerationConfig(
         do_sample=False, max_new_tokens=20, eos_token_id=list(model.tokens.speakers), pad_token_id=model.tokens.pad
     )
@@ -215,12 +219,12 @@ def test_training_lowers_the_loss_and_the_bot_loads_the_result(tmp_path: Path) -
 
 
 def test_saved_configs_stop_at_the_speakers_with_the_model_card_sampling(tmp_path: Path) -> None:
-    tokenizer = finetune.new_tokenizer(DIALOGUE, vocab_size=300, min_frequency=1)
+    tokenizer = modeling.new_tokenizer(DIALOGUE, vocab_size=300, min_frequency=1)
     tokens = SpecialTokens.from_tokenizer(tokenizer)
-    model = finetune.new_model(tokenizer, n_embd=16, n_layer=1, n_head=2, n_positions=32)
+    model = modeling.new_model(tokenizer, n_embd=16, n_layer=1, n_head=2, n_positions=32)
     # As in ruDialoGPT's config: bos/eos name an ordinary word.
     model.config.bos_token_id = model.config.eos_token_id = 5
-    finetune.save(model, tokenizer, tokens, tmp_path)
+    modeling.save(model, tokenizer, tokens, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["eos_token_id"] == tokens.first and config["bos_token_id"] is None
     assert config["pad_token_id"] == tokens.pad
@@ -228,7 +232,7 @@ def test_saved_configs_stop_at_the_speakers_with_the_model_card_sampling(tmp_pat
     assert generation.eos_token_id == [tokens.first, tokens.second]
     assert generation.pad_token_id == tokens.pad and generation.bos_token_id is None
     assert generation.do_sample is True
-    for key, value in finetune.SAMPLING.items():
+    for key, value in asdict(MODEL_CARD).items():
         assert getattr(generation, key) == value
     assert (tmp_path / "model.safetensors").is_file()
     assert AutoTokenizer.from_pretrained(tmp_path).convert_tokens_to_ids(FIRST_SPEAKER) == tokens.first
@@ -236,10 +240,10 @@ def test_saved_configs_stop_at_the_speakers_with_the_model_card_sampling(tmp_pat
 
 def test_an_interrupted_run_resumes_to_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = tiny_settings(tmp_path, max_steps=8, save_every=3)
-    straight = finetune.run(settings)
+    straight = loop.run(settings)
     expected = AutoModelForCausalLM.from_pretrained(settings.out).state_dict()
 
-    batches = finetune._micro_batches
+    batches = loop._micro_batches
 
     def interrupt_at_step_5(*args: object) -> object:
         for step, micro in batches(*args):
@@ -248,12 +252,12 @@ def test_an_interrupted_run_resumes_to_the_same_model(tmp_path: Path, monkeypatc
             yield step, micro
 
     out = tmp_path / "resumed"
-    monkeypatch.setattr(finetune, "_micro_batches", interrupt_at_step_5)
-    with pytest.raises(finetune.TrainingInterrupted, match="step 5"):
-        finetune.run(replace(settings, out=out))
+    monkeypatch.setattr(loop, "_micro_batches", interrupt_at_step_5)
+    with pytest.raises(loop.TrainingInterrupted, match="step 5"):
+        loop.run(replace(settings, out=out))
     assert (tmp_path / "checkpoint" / "model.safetensors").is_file() and not out.exists()
-    monkeypatch.setattr(finetune, "_micro_batches", batches)
-    resumed = finetune.run(replace(settings, out=out))
+    monkeypatch.setattr(loop, "_micro_batches", batches)
+    resumed = loop.run(replace(settings, out=out))
 
     assert resumed.before == straight.before
     assert resumed.after.loss == pytest.approx(straight.after.loss, abs=1e-5)
@@ -269,11 +273,11 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path: Path, monkeypatch: pyt
         raise KeyboardInterrupt
         yield
 
-    monkeypatch.setattr(finetune, "_micro_batches", interrupt)
-    with pytest.raises(finetune.TrainingInterrupted):
-        finetune.run(settings)
+    monkeypatch.setattr(loop, "_micro_batches", interrupt)
+    with pytest.raises(loop.TrainingInterrupted):
+        loop.run(settings)
     with pytest.raises(InputError, match="a checkpoint of another run"):
-        finetune.run(replace(settings, seed=1))
+        loop.run(replace(settings, seed=1))
 
 
 def test_a_local_base_with_the_real_tokenizer(tmp_path: Path, real_tokenizer) -> None:
@@ -288,7 +292,7 @@ def test_a_local_base_with_the_real_tokenizer(tmp_path: Path, real_tokenizer) ->
     settings = tiny_settings(
         tmp_path, data=write_csv(tmp_path / "chat.csv", rows), from_scratch=False, base=str(tmp_path / "base")
     )
-    result = finetune.run(replace(settings, max_steps=3))
+    result = loop.run(replace(settings, max_steps=3))
     assert result.after.loss < result.before.loss
     saved = json.loads((tmp_path / "model" / "config.json").read_text())
     assert saved["eos_token_id"] == 50257 and saved["bos_token_id"] is None and saved["vocab_size"] == 50261
@@ -321,23 +325,23 @@ def test_the_default_base_is_rudialogpt_from_the_hub(tmp_path: Path, monkeypatch
         asked.append(name)
         return real_model_loader(tiny_model_dir, **kwargs)
 
-    monkeypatch.setattr(finetune.AutoTokenizer, "from_pretrained", tokenizer_from)
-    monkeypatch.setattr(finetune.AutoModelForCausalLM, "from_pretrained", model_from)
+    monkeypatch.setattr(modeling.AutoTokenizer, "from_pretrained", tokenizer_from)
+    monkeypatch.setattr(modeling.AutoModelForCausalLM, "from_pretrained", model_from)
     data = write_csv(tmp_path / "chat.csv", chat_rows())
     argv = ["--data", str(data), "--out", str(tmp_path / "model"), "--max-steps", "1", "--no-progress"]
     assert train.main([*argv, "--checkpoint-dir", str(tmp_path / "ck")]) == 0
-    assert asked == [finetune.DEFAULT_BASE, finetune.DEFAULT_BASE]
+    assert asked == [modeling.DEFAULT_BASE, modeling.DEFAULT_BASE]
 
     def offline(name: str, **kwargs: object) -> object:
         raise OSError(f"We couldn't connect to 'https://huggingface.co' to load {name}.\nCheck your connection.")
 
-    monkeypatch.setattr(finetune.AutoTokenizer, "from_pretrained", offline)
+    monkeypatch.setattr(modeling.AutoTokenizer, "from_pretrained", offline)
     capsys.readouterr()
     assert train.main([*argv, "--checkpoint-dir", str(tmp_path / "ck2")]) == 2
     error = capsys.readouterr().err.splitlines()
     assert error == [
-        f"train.py: cannot load the base model {finetune.DEFAULT_BASE}: We couldn't connect to "
-        f"'https://huggingface.co' to load {finetune.DEFAULT_BASE}."
+        f"train.py: cannot load the base model {modeling.DEFAULT_BASE}: We couldn't connect to "
+        f"'https://huggingface.co' to load {modeling.DEFAULT_BASE}."
     ]
 
 
@@ -349,5 +353,5 @@ def test_base_and_from_scratch_exclude_each_other(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not (SHARED / "data" / "chitchat.csv").is_file(), reason="../shared/data is not here")
 def test_the_real_chat_csv_reads_as_documented() -> None:
-    dialogues, skipped = finetune.read_dialogues(SHARED / "data" / "chitchat.csv")
+    dialogues, skipped = formats.read_dialogues(SHARED / "data" / "chitchat.csv")
     assert len(dialogues) == 1659 and skipped == 848

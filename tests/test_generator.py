@@ -13,7 +13,10 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 
 import texts
 from errors import EmptyMessageError, ReplyTimeoutError
-from generator import ModelLoadError, ReplyGenerator, ReplyModel, Request, TopKSampler, fast_sampling, pick_dtype
+from generator import ReplyGenerator
+from inference.backend import ModelLoadError, Request
+from inference.devices import pick_dtype
+from inference.transformers_backend import TopKSampler, TransformersBackend, fast_sampling
 from settings import Settings
 from store import ChatStore, Turn
 
@@ -26,12 +29,12 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> ReplyModel:
-    return ReplyModel(Settings(model_path=str(tiny_model_dir), device="cpu", dtype="float32"))
+def model(tiny_model_dir: Path) -> TransformersBackend:
+    return TransformersBackend(Settings(model_path=str(tiny_model_dir), device="cpu", dtype="float32"))
 
 
 @pytest.fixture
-def generator(model: ReplyModel, tmp_path: Path):
+def generator(model: TransformersBackend, tmp_path: Path):
     settings = Settings(model_path=model.name, db_path=str(tmp_path / "bot.sqlite3"))
     store = ChatStore(settings.db_path)
     generator = ReplyGenerator(model, store, settings)
@@ -40,7 +43,7 @@ def generator(model: ReplyModel, tmp_path: Path):
     store.close()
 
 
-def greedy(model: ReplyModel, **overrides: object) -> GenerationConfig:
+def greedy(model: TransformersBackend, **overrides: object) -> GenerationConfig:
     """The bot's own generation config (static cache, penalties, stops), decoding greedily."""
     values = model.generation_configs["lively"].to_diff_dict()
     for key in ("top_k", "top_p", "temperature"):
@@ -52,7 +55,7 @@ def requests(*dialogues: tuple[str, ...]) -> list[Request]:
     return [Request(dialogue, time.monotonic() + 60) for dialogue in dialogues]
 
 
-def test_the_model_loads_once_with_its_facts(model: ReplyModel) -> None:
+def test_the_model_loads_once_with_its_facts(model: TransformersBackend) -> None:
     assert model.device.type == "cpu" and model.dtype == torch.float32
     assert model.parameters == sum(p.numel() for p in model.model.parameters()) > 0
     assert model.load_seconds > 0
@@ -61,13 +64,13 @@ def test_the_model_loads_once_with_its_facts(model: ReplyModel) -> None:
 def test_a_missing_model_directory_says_where_and_how(tmp_path: Path) -> None:
     missing = tmp_path / "no_model_here"
     with pytest.raises(ModelLoadError) as caught:
-        ReplyModel(Settings(model_path=str(missing)))
+        TransformersBackend(Settings(model_path=str(missing)))
     assert str(missing) in str(caught.value) and "train.py" in str(caught.value)
 
 
 def test_a_directory_without_a_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="could not load the model"):
-        ReplyModel(Settings(model_path=str(tmp_path)))
+        TransformersBackend(Settings(model_path=str(tmp_path)))
 
 
 def test_hub_ids_reach_from_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,9 +81,9 @@ def test_hub_ids_reach_from_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(name)
         raise OSError("offline")
 
-    monkeypatch.setattr("generator.AutoTokenizer.from_pretrained", fake_hub)
+    monkeypatch.setattr("inference.transformers_backend.AutoTokenizer.from_pretrained", fake_hub)
     with pytest.raises(ModelLoadError, match="tinkoff-ai/ruDialoGPT-small: offline"):
-        ReplyModel(Settings(model_path="tinkoff-ai/ruDialoGPT-small"))
+        TransformersBackend(Settings(model_path="tinkoff-ai/ruDialoGPT-small"))
     assert seen == ["tinkoff-ai/ruDialoGPT-small"]
 
 
@@ -91,7 +94,7 @@ def test_dtype_auto_follows_the_device() -> None:
     assert cpu_auto == (torch.bfloat16 if has_amx else torch.float32)
 
 
-def test_batched_replies_equal_unbatched_ones_under_greedy_decoding(model: ReplyModel) -> None:
+def test_batched_replies_equal_unbatched_ones_under_greedy_decoding(model: TransformersBackend) -> None:
     config = greedy(model)
     alone = [model.generate(requests(dialogue), config)[0] for dialogue in PROMPTS]
     together = model.generate(requests(*PROMPTS), config)
@@ -99,7 +102,7 @@ def test_batched_replies_equal_unbatched_ones_under_greedy_decoding(model: Reply
     assert any(outcome.text for outcome in alone)
 
 
-def test_a_requests_stop_token_ends_only_its_own_reply(model: ReplyModel) -> None:
+def test_a_requests_stop_token_ends_only_its_own_reply(model: TransformersBackend) -> None:
     # The pad id is suppressed, so as the only stop it lets every row run to its full length.
     unstoppable = greedy(model, max_new_tokens=16, eos_token_id=[model.tokens.pad])
     rows = {dialogue: model.generate_ids(requests(dialogue), unstoppable)[0][0] for dialogue in PROMPTS}
@@ -120,7 +123,7 @@ def test_a_requests_stop_token_ends_only_its_own_reply(model: ReplyModel) -> Non
     assert together[0][:cut] == alone[0][:cut]
 
 
-def test_a_past_deadline_stops_only_its_own_row(model: ReplyModel) -> None:
+def test_a_past_deadline_stops_only_its_own_row(model: TransformersBackend) -> None:
     config = greedy(model, max_new_tokens=30, eos_token_id=None)
     late, on_time = Request(PROMPTS[0], time.monotonic() - 1), Request(PROMPTS[1], time.monotonic() + 60)
     outcomes = model.generate([late, on_time], config)
@@ -154,7 +157,7 @@ def test_the_sampler_draws_one_allowed_token_per_row() -> None:
     assert len(set(chosen.tolist())) > 5, "not a draw: every row took the same rank"
 
 
-def test_sampling_configs_move_into_the_sampler_and_others_pass_unchanged(model: ReplyModel) -> None:
+def test_sampling_configs_move_into_the_sampler_and_others_pass_unchanged(model: TransformersBackend) -> None:
     lively = model.generation_configs["lively"]
     config, processors = fast_sampling(lively)
     assert not config.do_sample and config.top_k is None
@@ -164,7 +167,7 @@ def test_sampling_configs_move_into_the_sampler_and_others_pass_unchanged(model:
         assert fast_sampling(unchanged) == (unchanged, [])
 
 
-def test_sampled_replies_stay_within_the_top_k(model: ReplyModel) -> None:
+def test_sampled_replies_stay_within_the_top_k(model: TransformersBackend) -> None:
     # With top_k=1 sampling must give exactly the greedy reply: every draw is the likeliest token.
     one = GenerationConfig(**{**model.generation_configs["lively"].to_diff_dict(), "top_k": 1, "max_new_tokens": 12})
     torch.manual_seed(3)
@@ -200,7 +203,7 @@ async def test_empty_text_after_cleaning_is_refused(generator: ReplyGenerator) -
         await generator.reply(1, "@@ПЕРВЫЙ@@ \u200b", "1")
 
 
-async def test_a_generation_past_its_timeout_is_stopped(model: ReplyModel, tmp_path: Path) -> None:
+async def test_a_generation_past_its_timeout_is_stopped(model: TransformersBackend, tmp_path: Path) -> None:
     settings = Settings(model_path=model.name, generation_timeout=1e-6, max_new_tokens=40)
     store = ChatStore(tmp_path / "db.sqlite3")
     generator = ReplyGenerator(model, store, settings)
@@ -212,7 +215,7 @@ async def test_a_generation_past_its_timeout_is_stopped(model: ReplyModel, tmp_p
 
 def test_settings_reach_the_generation_config(tiny_model_dir: Path) -> None:
     settings = replace(Settings(), model_path=str(tiny_model_dir), top_k=3, temperature=0.5, max_new_tokens=7)
-    configs = ReplyModel(settings).generation_configs
+    configs = TransformersBackend(settings).generation_configs
     lively, calm = configs["lively"], configs["calm"]
     assert (lively.top_k, lively.temperature, lively.max_new_tokens) == (3, 0.5, 7)
     assert lively.do_sample and lively.top_p == 0.95 and lively.no_repeat_ngram_size == 2

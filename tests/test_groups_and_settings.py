@@ -10,8 +10,8 @@ from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
 from harness import ADMIN, Harness
 
 import texts
-from commands import ForgetChoice, SettingsChange
-from generator import ReplyModel
+from bot.commands import ForgetChoice, SettingsChange
+from inference.transformers_backend import TransformersBackend
 from main import register_commands
 from settings import Settings
 from store import ChatPreferences, ChatStore, Turn
@@ -20,12 +20,12 @@ GROUP = -100123
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> ReplyModel:
-    return ReplyModel(Settings(model_path=str(tiny_model_dir), device="cpu"))
+def model(tiny_model_dir: Path) -> TransformersBackend:
+    return TransformersBackend(Settings(model_path=str(tiny_model_dir), device="cpu"))
 
 
 @pytest.fixture
-def harness(model: ReplyModel, tmp_path: Path):
+def harness(model: TransformersBackend, tmp_path: Path):
     harness = Harness(model, tmp_path, trigger_word="Тимоха")
     yield harness
     harness.close()
@@ -198,7 +198,7 @@ def test_old_turns_expire(tmp_path: Path) -> None:
 # --- access and the admin ---------------------------------------------------------------------------------
 
 
-async def test_the_allow_list_refuses_others_without_generating(model: ReplyModel, tmp_path: Path) -> None:
+async def test_the_allow_list_refuses_others_without_generating(model: TransformersBackend, tmp_path: Path) -> None:
     harness = Harness(model, tmp_path, allowed_users=(5,), allowed_chats=(GROUP,))
     assert await harness.send(6, "привет") == [texts.NOT_ALLOWED]
     assert await harness.send(6, "/start") == [texts.NOT_ALLOWED]

@@ -13,20 +13,20 @@ from aiogram.methods import SendChatAction, SendMessage
 from harness import ADMIN, Harness
 
 import texts
-from generator import ReplyModel
+from bot.notify import AdminNotifier
 from handlers import split_text
-from notify import AdminNotifier
+from inference.transformers_backend import TransformersBackend
 from settings import Settings
 from store import Turn
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> ReplyModel:
-    return ReplyModel(Settings(model_path=str(tiny_model_dir), device="cpu"))
+def model(tiny_model_dir: Path) -> TransformersBackend:
+    return TransformersBackend(Settings(model_path=str(tiny_model_dir), device="cpu"))
 
 
 @pytest.fixture
-def harness(model: ReplyModel, tmp_path: Path):
+def harness(model: TransformersBackend, tmp_path: Path):
     harness = Harness(model, tmp_path)
     yield harness
     harness.close()
@@ -116,7 +116,7 @@ async def test_a_blocked_user_is_logged_not_retried(harness: Harness, caplog) ->
     assert "blocked" in caplog.text
 
 
-async def test_a_full_queue_answers_busy_at_once(model: ReplyModel, tmp_path: Path) -> None:
+async def test_a_full_queue_answers_busy_at_once(model: TransformersBackend, tmp_path: Path) -> None:
     harness = Harness(model, tmp_path, max_pending=1, batch_window_ms=200)
     slow = asyncio.ensure_future(harness.send(1, "первый"))
     await asyncio.sleep(0.05)

@@ -8,7 +8,7 @@ import pytest
 from harness import Harness
 
 import texts
-from generator import ReplyModel
+from inference.transformers_backend import TransformersBackend
 from settings import Settings
 
 # Every special token of the test tokenizer (test_dialogue checks the real one's extra tokens).
@@ -34,12 +34,12 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> ReplyModel:
-    return ReplyModel(Settings(model_path=str(tiny_model_dir), device="cpu"))
+def model(tiny_model_dir: Path) -> TransformersBackend:
+    return TransformersBackend(Settings(model_path=str(tiny_model_dir), device="cpu"))
 
 
 @pytest.mark.parametrize(("text", "extra", "answer", "stored"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-async def test_hostile_input(model: ReplyModel, tmp_path: Path, text: str, extra: dict, answer, stored) -> None:
+async def test_hostile_input(model: TransformersBackend, tmp_path, text: str, extra: dict, answer, stored) -> None:
     harness = Harness(model, tmp_path)
     chat = -500 if extra.get("chat_type") == "group" else 500
     answers = await harness.send(chat, text, **extra)
@@ -60,7 +60,7 @@ async def test_hostile_input(model: ReplyModel, tmp_path: Path, text: str, extra
     harness.close()
 
 
-async def test_edited_messages_are_ignored(model: ReplyModel, tmp_path: Path) -> None:
+async def test_edited_messages_are_ignored(model: TransformersBackend, tmp_path: Path) -> None:
     """By rule: an edit doesn't rewrite the dialogue or ask for a second reply."""
     harness = Harness(model, tmp_path)
     update = {

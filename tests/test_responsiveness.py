@@ -10,9 +10,10 @@ from recording_session import RecordingSession, message_update
 
 import texts
 from bench.serving import LagMeter
-from generator import ReplyGenerator, ReplyModel
+from bot.notify import AdminNotifier
+from generator import ReplyGenerator
+from inference.transformers_backend import TransformersBackend
 from main import create_dispatcher
-from notify import AdminNotifier
 from settings import Settings
 from store import ChatStore
 
@@ -29,7 +30,7 @@ async def test_help_is_answered_and_the_loop_stays_free_while_generating(slow_mo
         db_path=str(tmp_path / "bot.sqlite3"),
     )
     store = ChatStore(settings.db_path)
-    generator = ReplyGenerator(ReplyModel(settings), store, settings)
+    generator = ReplyGenerator(TransformersBackend(settings), store, settings)
     session = RecordingSession()
     bot = Bot("42:TEST", session=session)
     dispatcher = create_dispatcher(generator, store, AdminNotifier(bot, []), settings)

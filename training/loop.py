@@ -1,82 +1,30 @@
-"""Fine-tuning ruDialoGPT on dialogue windows: data, examples, model, training loop, evaluation, saving.
-
-One module shared by ``train.py`` and ``notebooks/model.ipynb``. A training example is exactly the
-prompt the bot builds (dialogue.build_prompt) for the context turns, then the response text and the
-first speaker's token, which closes the reply; the bot stops generation at that token. Loss is taken
-on the response and its closing token only.
-"""
+"""The training loop: settings, evaluation, checkpoints that resume exactly, and the run from CSV to saved model."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
 import math
-import random
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer as BackendTokenizer
-from tokenizers import decoders, models, pre_tokenizers, trainers
 from tqdm.auto import tqdm
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    GenerationConfig,
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPT2Tokenizer,
-    PreTrainedModel,
-    get_linear_schedule_with_warmup,
-)
+from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 from transformers.utils import logging as transformers_logging
 
-from dialogue import FIRST_SPEAKER, SECOND_SPEAKER, SpecialTokens, build_prompt, encode_turn, sanitize
-from export_chat import COLUMNS
-from generator import pick_device
+from inference.devices import dtype_name, pick_device
+from training.data import IGNORE_INDEX, Example, build_examples, collate, split_dialogues
+from training.formats import Dialogue, InputError, read_dialogues
+from training.modeling import DEFAULT_BASE, load_pretrained, new_model, new_tokenizer, save, special_tokens
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE = "tinkoff-ai/ruDialoGPT-small"
-CONTEXT_COLUMNS = ("context_1", "context_2", "context_3")  # newest first
-PAD_TOKEN = "<pad>"
-END_OF_TEXT = "<|endoftext|>"
-IGNORE_INDEX = -100
-# The ruDialoGPT model card's sampling; the bot's defaults (settings.py) are the same.
-SAMPLING = {
-    "top_k": 10,
-    "top_p": 0.95,
-    "temperature": 1.2,
-    "repetition_penalty": 1.2,
-    "no_repeat_ngram_size": 2,
-    "max_new_tokens": 40,
-}
 _STATE_FILE = "trainer_state.pt"
-
-
-class InputError(ValueError):
-    """Bad input (data file, base model, checkpoint): the message names the file and the row or field."""
-
-
-@dataclass(frozen=True)
-class Dialogue:
-    """One window of a chat: the context turns (oldest first, the last one is the user's) and the reply."""
-
-    context: tuple[str, ...]
-    response: str
-
-
-@dataclass(frozen=True)
-class Example:
-    """Token ids of one training example and its labels (IGNORE_INDEX on the prompt)."""
-
-    input_ids: tuple[int, ...]
-    labels: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -152,212 +100,6 @@ class TrainResult:
 
 class TrainingInterrupted(RuntimeError):
     """Ctrl+C during training; a checkpoint was saved, so the same command resumes."""
-
-
-# --- data ---------------------------------------------------------------------------------------
-
-
-def read_dialogues(path: Path) -> tuple[list[Dialogue], int]:
-    """Dialogues of a CSV with the COLUMNS in any order, and how many rows lacked context_1 or response.
-
-    Context is taken from context_1 backwards up to the first empty cell: a gap means a turn is
-    missing, and skipping it would break the alternation of speakers.
-    """
-    path = Path(path)
-    dialogues: list[Dialogue] = []
-    skipped = 0
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as file:
-            reader = csv.DictReader(file)
-            header = [name.strip() for name in reader.fieldnames or []]
-            if not header:
-                raise InputError(f"{path}: empty file: expected a header {','.join(COLUMNS)}")
-            missing = [column for column in COLUMNS if column not in header]
-            if missing:
-                raise InputError(
-                    f"{path}: no column {', '.join(missing)} in the header {','.join(header)!r}: "
-                    f"expected {','.join(COLUMNS)} (any order)"
-                )
-            reader.fieldnames = header
-            for number, row in enumerate(reader, start=1):
-                if None in row or None in row.values():
-                    fields = len(header) + len(row.get(None, ())) - sum(value is None for value in row.values())
-                    raise InputError(
-                        f"{path}: row {number} (line {reader.line_num}) has {fields} fields, the header has "
-                        f"{len(header)}"
-                    )
-                response = row["response"].strip()
-                context = []
-                for column in CONTEXT_COLUMNS:
-                    if not row[column].strip():
-                        break
-                    context.append(row[column].strip())
-                if not context or not response:
-                    skipped += 1
-                    continue
-                dialogues.append(Dialogue(tuple(reversed(context)), response))
-    except OSError as error:
-        raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not UTF-8 text (bad byte at offset {error.start})") from None
-    except csv.Error as error:
-        raise InputError(f"{path}: not a valid CSV: {error}") from None
-    if not dialogues:
-        raise InputError(f"{path}: no row has both context_1 and response ({skipped} rows skipped)")
-    return dialogues, skipped
-
-
-def split_dialogues(dialogues: Sequence[Dialogue], val_fraction: float, seed: int) -> tuple[list, list]:
-    """A seeded random train/validation split; validation gets at least one dialogue."""
-    if len(dialogues) < 2:
-        raise InputError(f"need at least 2 usable rows to hold one out for validation, got {len(dialogues)}")
-    order = list(range(len(dialogues)))
-    random.Random(seed).shuffle(order)
-    held_out = min(len(dialogues) - 1, max(1, round(len(dialogues) * val_fraction)))
-    return [dialogues[i] for i in order[held_out:]], [dialogues[i] for i in order[:held_out]]
-
-
-def build_example(tokenizer: object, tokens: SpecialTokens, dialogue: Dialogue, max_length: int) -> Example | None:
-    """The training example of a dialogue, at most ``max_length`` ids; None if nothing usable is left.
-
-    Texts are sanitised as the bot sanitises user input, so no special-token text (such as an
-    ``<|endoftext|>`` past the embedding table) reaches the model. Over-long dialogues lose their
-    oldest context first; a reply that leaves no room for any context is dropped rather than cut,
-    since a cut reply would teach the model to stop mid-sentence.
-    """
-    response = sanitize(dialogue.response, tokens.forbidden_texts)
-    context: list[str] = []
-    for turn in reversed(dialogue.context):
-        clean = sanitize(turn, tokens.forbidden_texts)
-        if not clean:
-            break
-        context.insert(0, clean)
-    if not response or not context:
-        return None
-    # encode_turn's leading speaker id is the one that closes the prompt, already in it.
-    reply = [*encode_turn(tokenizer, tokens.second, response)[1:], tokens.first]
-    budget = max_length - len(reply)
-    if budget < 3:
-        return None
-    prompt = build_prompt(tokenizer, tokens, context, max_turns=len(context), max_length=budget)
-    return Example((*prompt, *reply), (*[IGNORE_INDEX] * len(prompt), *reply))
-
-
-def build_examples(
-    tokenizer: object, tokens: SpecialTokens, dialogues: Iterable[Dialogue], max_length: int
-) -> tuple[list[Example], int]:
-    """Examples of the dialogues and how many were dropped (empty after sanitising, or too long)."""
-    examples = []
-    dropped = 0
-    for dialogue in dialogues:
-        example = build_example(tokenizer, tokens, dialogue, max_length)
-        if example is None:
-            dropped += 1
-        else:
-            examples.append(example)
-    return examples, dropped
-
-
-def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """A right-padded batch: input_ids, attention_mask and labels (IGNORE_INDEX on padding)."""
-    width = max(len(example.input_ids) for example in examples)
-    input_ids = [[*e.input_ids, *[pad_id] * (width - len(e.input_ids))] for e in examples]
-    mask = [[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in examples]
-    labels = [[*e.labels, *[IGNORE_INDEX] * (width - len(e.labels))] for e in examples]
-    return {
-        "input_ids": torch.tensor(input_ids),
-        "attention_mask": torch.tensor(mask),
-        "labels": torch.tensor(labels),
-    }
-
-
-# --- tokenizer and model ------------------------------------------------------------------------
-
-
-def new_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> GPT2Tokenizer:
-    """A byte-level BPE GPT2Tokenizer trained on ``texts``, laid out like ruDialoGPT's.
-
-    ``<pad>`` is id 0, ``<|endoftext|>`` id 1 (bos/eos/unk, inside the vocabulary), and the two
-    speaker tokens are added as ordinary added tokens, as in ruDialoGPT.
-    """
-    backend = BackendTokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=[PAD_TOKEN, END_OF_TEXT],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    # Texts are encoded as " text " (encode_turn), so learn the words with their leading space.
-    backend.train_from_iterator((f" {text} " for text in texts), trainer)
-    model = json.loads(backend.to_str())["model"]
-    tokenizer = GPT2Tokenizer(
-        vocab=model["vocab"],
-        merges=[tuple(merge) if isinstance(merge, list) else tuple(merge.split(" ")) for merge in model["merges"]],
-        pad_token=PAD_TOKEN,
-        bos_token=END_OF_TEXT,
-        eos_token=END_OF_TEXT,
-        unk_token=END_OF_TEXT,
-    )
-    tokenizer.add_tokens([FIRST_SPEAKER, SECOND_SPEAKER])
-    return tokenizer
-
-
-def new_model(
-    tokenizer: GPT2Tokenizer,
-    n_embd: int = 256,
-    n_layer: int = 4,
-    n_head: int = 4,
-    n_positions: int = 256,
-    dropout: float = 0.1,
-    tie_word_embeddings: bool = True,
-) -> GPT2LMHeadModel:
-    """A randomly initialised GPT-2 sized for ``tokenizer`` (seed torch first for a reproducible one)."""
-    tokens = SpecialTokens.from_tokenizer(tokenizer)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=n_positions,
-        n_embd=n_embd,
-        n_layer=n_layer,
-        n_head=n_head,
-        resid_pdrop=dropout,
-        embd_pdrop=dropout,
-        attn_pdrop=dropout,
-        tie_word_embeddings=tie_word_embeddings,
-        pad_token_id=tokens.pad,
-        bos_token_id=None,
-        eos_token_id=tokens.first,
-    )
-    return GPT2LMHeadModel(config)
-
-
-def load_pretrained(name: str) -> tuple[object, PreTrainedModel]:
-    """Tokenizer and model from a hub id or a local directory, in float32 for training."""
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
-    except (OSError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"cannot load the base model {name}: {reason}") from None
-    return tokenizer, model
-
-
-def special_tokens(tokenizer: object, model: PreTrainedModel, name: str) -> SpecialTokens:
-    """The dialogue tokens of a tokenizer, checked against the model's embedding table."""
-    try:
-        tokens = SpecialTokens.from_tokenizer(tokenizer)
-    except ValueError as error:
-        raise InputError(f"{name}: {error} (use a ruDialoGPT base or --from-scratch)") from None
-    size = model.get_input_embeddings().num_embeddings
-    for token_id in (*tokens.speakers, tokens.pad):
-        if token_id >= size:
-            raise InputError(f"{name}: token id {token_id} is past the model's {size} embeddings")
-    return tokens
-
-
-# --- training -----------------------------------------------------------------------------------
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -520,7 +262,7 @@ def run(settings: TrainSettings) -> TrainResult:
     device = pick_device(settings.device)
     dtype = autocast_dtype(device)
     model.to(device)
-    logger.info("training on %s%s", device, f" with {str(dtype).removeprefix('torch.')} autocast" if dtype else "")
+    logger.info("training on %s%s", device, f" with {dtype_name(dtype)} autocast" if dtype else "")
 
     steps_per_epoch = _steps_per_epoch(len(train), settings)
     total_steps = settings.max_steps or max(1, math.ceil(settings.epochs * steps_per_epoch))
@@ -605,31 +347,3 @@ def run(settings: TrainSettings) -> TrainResult:
         skipped_examples=dropped_train + dropped_val,
         out=Path(settings.out),
     )
-
-
-def generation_config(tokens: SpecialTokens) -> GenerationConfig:
-    """The model card's sampling, stopping at either speaker token and never emitting padding."""
-    return GenerationConfig(
-        do_sample=True,
-        **SAMPLING,
-        eos_token_id=list(tokens.speakers),
-        pad_token_id=tokens.pad,
-        bos_token_id=None,
-        suppress_tokens=[tokens.pad],
-    )
-
-
-def save(model: PreTrainedModel, tokenizer: object, tokens: SpecialTokens, out: Path) -> None:
-    """Write model (safetensors, float32), tokenizer and generation config to ``out``, loadable by the bot.
-
-    ruDialoGPT's config names 50256 as bos/eos, an ordinary word of its vocabulary; the saved
-    config names the speaker token that closes a reply instead.
-    """
-    model.config.bos_token_id = None
-    model.config.eos_token_id = tokens.first
-    model.config.pad_token_id = tokens.pad
-    model.generation_config = generation_config(tokens)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.to(torch.float32).save_pretrained(out)
-    tokenizer.save_pretrained(out)

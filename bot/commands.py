@@ -9,10 +9,11 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 import texts
-from access import is_private, may_change_settings
-from dialogue import MAX_CONTEXT_TURNS
-from settings import STYLES, Settings
-from stats import BotStats
+from bot.access import is_private, may_change_settings
+from bot.stats import BotStats
+from inference.dialogue import MAX_CONTEXT_TURNS
+from inference.sampling import STYLES
+from settings import Settings
 from store import ChatPreferences, ChatStore
 
 
