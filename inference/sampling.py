@@ -25,3 +25,14 @@ STYLES: dict[str, dict[str, float]] = {
     "lively": {},
     "calm": {"temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.3},
 }
+
+# Toasts and horoscopes are longer than chat replies; their defaults are what the seed bots sampled with
+# (GenToast: temperature 1.8, top_p 0.8, top_k 50, no_repeat_ngram 2; the horoscope bot: top_k 5,
+# top_p 0.95, repetition penalty 5.0). A model's own generation_config.json overrides them.
+TASK_DEFAULTS: dict[str, Sampling] = {
+    "chat": MODEL_CARD,
+    "toast": Sampling(max_new_tokens=120, temperature=1.8, top_k=50, top_p=0.8, repetition_penalty=1.0),
+    "horoscope": Sampling(
+        max_new_tokens=120, temperature=1.0, top_k=5, top_p=0.95, repetition_penalty=5.0, no_repeat_ngram_size=0
+    ),
+}
