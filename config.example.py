@@ -50,19 +50,32 @@ DB_PATH = "data/bot.sqlite3"
 # Days to keep dialogue turns; older ones are deleted automatically (hourly). 0: keep until /reset or /forget.
 HISTORY_TTL_DAYS = 0
 
-# --- Dialogue and sampling (defaults from the ruDialoGPT model card) --------------------------------
+# --- Dialogue and sampling ------------------------------------------------------------------------
 # Dialogue turns the model sees: the user's message and the ones before it (1..10); a chat can
 # choose its own with /context.
 CONTEXT_TURNS = 3
 # The sampling style of chats that haven't picked one in /settings: "lively" (the values below) or
 # "calm" (temperature 0.7, top_p 0.9, repetition_penalty 1.3).
 REPLY_STYLE = "lively"
-MAX_NEW_TOKENS = 40
-TEMPERATURE = 1.2
-TOP_K = 10
-TOP_P = 0.95
-REPETITION_PENALTY = 1.2
-NO_REPEAT_NGRAM_SIZE = 2
+# Chat sampling. None: the chat model's own generation_config.json (train.py writes one), else the
+# ruDialoGPT model card's values: 40 new tokens, temperature 1.2, top_k 10, top_p 0.95,
+# repetition_penalty 1.2, no_repeat_ngram_size 2. A value set here overrides the model's.
+MAX_NEW_TOKENS = None
+TEMPERATURE = None
+TOP_K = None
+TOP_P = None
+REPETITION_PENALTY = None
+NO_REPEAT_NGRAM_SIZE = None
+
+# --- Toasts and horoscopes ------------------------------------------------------------------------
+# A model directory or hub id for /toast and for /horoscope. Empty: the chat model (MODEL_PATH) is
+# asked in its own dialogue format ("Скажи тост: день рождения"); a model fine-tuned on toasts or
+# horoscopes (python train.py --task toast) does far better. A directory named twice is loaded once.
+TOAST_MODEL_PATH = ""
+HOROSCOPE_MODEL_PATH = ""
+# Longest toast / horoscope, in tokens. None: the model's own generation_config.json, else 120.
+TOAST_MAX_NEW_TOKENS = None
+HOROSCOPE_MAX_NEW_TOKENS = None
 
 # --- Logging --------------------------------------------------------------------------------------
 # DEBUG, INFO, WARNING or ERROR.

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 from errors import EmptyMessageError, ReplyTimeoutError
-from inference.backend import Outcome, Request
+from inference.backend import Backend, ModelLoadError, Outcome, Request
 from inference.batching import BatchingPool
 from inference.dialogue import merge_turns
-from inference.sampling import STYLES
+from inference.modes import CHAT, TASKS, request_turn
+from inference.sampling import STYLES, TASK_DEFAULTS, Sampling, with_values
 from inference.transformers_backend import TransformersBackend
 from settings import Settings
 from store import BOT_AUTHOR, ChatStore, Turn
@@ -21,19 +25,88 @@ logger = logging.getLogger(__name__)
 
 # Stored turns read per chat: enough for any CONTEXT_TURNS once consecutive turns are merged.
 _HISTORY_WINDOW = 64
+# The fewest prompt tokens a task's new-token limit must leave in the model's positions.
+MIN_PROMPT_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class TaskModel:
+    """The model that does one task and how it samples there."""
+
+    backend: Backend
+    sampling: Sampling
+
+
+def task_sampling(task: str, backend: Backend, settings: Settings) -> Sampling:
+    """A task's sampling: the task's defaults, then the model's own generation config, then the settings.
+
+    The model's generation_config.json counts only for the task it was trained for (a chat model asked
+    for a toast keeps the toast defaults). A new-token limit that would leave no room for a prompt is a
+    config error when it was set, and is cut to fit (with a warning) when it came from a default.
+    """
+    sampling = TASK_DEFAULTS[task]
+    if backend.task == task or (task == CHAT and backend.task is None):
+        sampling = with_values(sampling, backend.generation_defaults)
+    overrides = settings.sampling_overrides(task)
+    sampling = with_values(sampling, overrides)
+    fits = backend.max_positions - MIN_PROMPT_TOKENS
+    if sampling.max_new_tokens <= fits:
+        return sampling
+    setting = settings.max_new_tokens_setting(task)
+    if overrides.get("max_new_tokens") is not None:
+        raise ModelLoadError(
+            f"{setting}={sampling.max_new_tokens} leaves no room for a prompt in the {backend.max_positions} positions "
+            f"of {backend.name}: set it to at most {fits}"
+        )
+    logger.warning(
+        "%s: %d new tokens for %s do not fit its %d positions; using %d (set %s to choose)",
+        backend.name,
+        sampling.max_new_tokens,
+        task,
+        backend.max_positions,
+        fits,
+        setting,
+    )
+    return with_values(sampling, {"max_new_tokens": fits})
+
+
+def load_models(settings: Settings) -> tuple[Backend, dict[str, Backend]]:
+    """The chat model and each other task's model, each directory loaded once however many tasks name it."""
+    loaded: dict[str, Backend] = {}
+
+    def load(path: str) -> Backend:
+        key = str(Path(path).resolve()) if Path(path).exists() else path
+        if key not in loaded:
+            loaded[key] = TransformersBackend(path, device=settings.device, dtype=settings.dtype)
+        return loaded[key]
+
+    chat = load(settings.model_path)
+    return chat, {task: load(settings.model_path_for(task)) for task in TASKS if task != CHAT}
+
+
+def describe_models(generator: ReplyGenerator) -> str:
+    """One line per task: the model that does it and how it runs (for the admin's notices and /stats)."""
+    return "\n".join(f"{task}: {job.backend.name} ({job.backend.summary})" for task, job in generator.tasks.items())
 
 
 class ReplyGenerator:
-    """Replies to chats: keeps each chat's history and batches generation in a bounded pool."""
+    """Chat replies, toasts and horoscopes: keeps each chat's history and batches generation in a bounded pool."""
 
-    def __init__(self, model: TransformersBackend, store: ChatStore, settings: Settings) -> None:
+    def __init__(
+        self, model: Backend, store: ChatStore, settings: Settings, task_models: Mapping[str, Backend] | None = None
+    ) -> None:
         self.model = model
         self._store = store
         self._timeout = settings.generation_timeout
         self._default_context_turns = settings.context_turns
         self._default_style = settings.reply_style
+        backends = {task: (task_models or {}).get(task, model) for task in TASKS}
+        self.tasks = {
+            task: TaskModel(backend, task_sampling(task, backend, settings)) for task, backend in backends.items()
+        }
+        self._backends = {backend.name: backend for backend in backends.values()}
         self._pool: BatchingPool[Request, Outcome] = BatchingPool(
-            model.generate,
+            self._generate,
             workers=settings.workers,
             max_batch=settings.max_batch,
             window=settings.batch_window_ms / 1000,
@@ -42,14 +115,31 @@ class ReplyGenerator:
 
     @property
     def pending(self) -> int:
-        """Replies queued or being generated."""
+        """Requests queued or being generated."""
         return self._pool.pending
 
+    @property
+    def backends(self) -> list[Backend]:
+        """Each loaded model once."""
+        return list(self._backends.values())
+
+    def _generate(self, requests: list[Request]) -> list[Outcome]:
+        # The pool batches only requests of one model and one sampling (their key).
+        return self._backends[requests[0].model].generate(requests)
+
     def warm_up(self) -> None:
-        """Run one short generation so the first user doesn't pay for lazy initialisation."""
+        """Run one short generation per model so the first user doesn't pay for lazy initialisation."""
         started = time.perf_counter()
-        self._pool.run_sync([Request(("привет",), time.monotonic() + 60)])
-        logger.info("warm-up generation took %.2f s", time.perf_counter() - started)
+        for task in TASKS:
+            self._pool.run_sync([self._request(task, ("привет",))])
+        logger.info("warm-up generations took %.2f s", time.perf_counter() - started)
+
+    def _request(self, task: str, turns: tuple[str, ...], sampling: Sampling | None = None) -> Request:
+        job = self.tasks[task]
+        return Request(turns, time.monotonic() + self._timeout, sampling or job.sampling, job.backend.name)
+
+    async def _submit(self, request: Request) -> Outcome:
+        return await self._pool.submit(request, key=(request.model, request.sampling))
 
     async def reply(self, chat_id: int, text: str, author: str) -> str:
         """Reply to ``text`` from ``author`` in ``chat_id``; both turns are stored only if a reply was made.
@@ -66,13 +156,28 @@ class ReplyGenerator:
         history = self._store.recent_turns(chat_id, _HISTORY_WINDOW)
         turns = merge_turns([*history, Turn(author, clean)])[-context_turns:]
         style = preferences.style if preferences.style in STYLES else self._default_style
-        request = Request(tuple(turns), time.monotonic() + self._timeout, style)
-        outcome = await self._pool.submit(request, key=style)
+        sampling = with_values(self.tasks[CHAT].sampling, STYLES[style])
+        outcome = await self._submit(self._request(CHAT, tuple(turns), sampling))
         if outcome.timed_out:
             raise ReplyTimeoutError(f"generation for chat {chat_id} ran past {self._timeout} s")
         if not outcome.text:
             return ""
         self._store.add_turns(chat_id, [Turn(author, clean), Turn(BOT_AUTHOR, outcome.text)])
+        return outcome.text
+
+    async def compose(self, task: str, topic: str) -> str:
+        """A toast or horoscope about ``topic`` (a holiday, a sign), or "" when the model had none.
+
+        Not a turn of any chat's history. Raises EmptyMessageError when nothing of the topic is left
+        once special tokens are removed, BusyError and ReplyTimeoutError.
+        """
+        job = self.tasks[task]
+        clean = job.backend.clean_user_text(topic)
+        if not clean:
+            raise EmptyMessageError(topic)
+        outcome = await self._submit(self._request(task, (request_turn(task, clean),)))
+        if outcome.timed_out:
+            raise ReplyTimeoutError(f"{task} about {clean!r} ran past {self._timeout} s")
         return outcome.text
 
     def forget(self, chat_id: int) -> None:

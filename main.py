@@ -21,11 +21,9 @@ from bot.notify import AdminNotifier
 from bot.retry import RetryRequests
 from bot.stats import BotStats
 from console import run_console
-from generator import ReplyGenerator
+from generator import ReplyGenerator, describe_models, load_models
 from handlers import create_router
 from inference.backend import ModelLoadError
-from inference.devices import dtype_name
-from inference.transformers_backend import TransformersBackend
 from settings import ConfigError, Settings, load_settings
 from store import ChatStore, StoreError
 
@@ -49,9 +47,8 @@ def create_dispatcher(
     generator: ReplyGenerator, store: ChatStore, admins: AdminNotifier, settings: Settings
 ) -> Dispatcher:
     """A Dispatcher with the bot's router, the allow-list and their dependencies in the workflow data."""
-    model = generator.model
     stats = BotStats(
-        model_summary=f"{model.name} ({model.device}, {dtype_name(model.dtype)})",
+        model_summary=describe_models(generator),
         queue_depth=lambda: generator.pending,
     )
     dispatcher = Dispatcher(generator=generator, store=store, admins=admins, settings=settings, stats=stats)
@@ -87,7 +84,6 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
     dispatcher = create_dispatcher(generator, store, admins, settings)
     in_flight = InFlightUpdates()
     dispatcher.update.outer_middleware(in_flight)
-    model = generator.model
 
     background: set[asyncio.Task[None]] = set()
 
@@ -97,10 +93,8 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
             background.add(asyncio.create_task(expire_history(store, settings.history_ttl_days)))
         await admins.send(
             texts.ADMIN_STARTED.format(
-                model=model.name,
-                device=model.device,
-                dtype=dtype_name(model.dtype),
-                load_seconds=model.load_seconds,
+                models=describe_models(generator),
+                load_seconds=sum(backend.load_seconds for backend in generator.backends),
             )
         )
 
@@ -142,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         store = ChatStore(settings.db_path)
-        generator = ReplyGenerator(TransformersBackend(settings), store, settings)
+        chat_model, task_models = load_models(settings)
+        generator = ReplyGenerator(chat_model, store, settings, task_models)
     except (ModelLoadError, StoreError) as error:
         logger.error("%s", error)
         return 2

@@ -17,7 +17,8 @@ from typing import Any
 from dotenv import dotenv_values
 
 from inference.dialogue import MAX_CONTEXT_TURNS
-from inference.sampling import MODEL_CARD, STYLES
+from inference.modes import CHAT, HOROSCOPE, TOAST
+from inference.sampling import SAMPLING_FIELDS, STYLES
 
 
 class ConfigError(ValueError):
@@ -47,14 +48,38 @@ class Settings:
     history_ttl_days: float = 0.0
     context_turns: int = 3
     reply_style: str = "lively"
-    max_new_tokens: int = MODEL_CARD.max_new_tokens
-    temperature: float = MODEL_CARD.temperature
-    top_k: int = MODEL_CARD.top_k
-    top_p: float = MODEL_CARD.top_p
-    repetition_penalty: float = MODEL_CARD.repetition_penalty
-    no_repeat_ngram_size: int = MODEL_CARD.no_repeat_ngram_size
+    # Sampling: None takes the model's own generation_config.json, else the model card's values.
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float | None = None
+    no_repeat_ngram_size: int | None = None
+    # Toasts and horoscopes: their own model (empty: the chat model) and length (None: the model's or 120).
+    toast_model_path: str = ""
+    horoscope_model_path: str = ""
+    toast_max_new_tokens: int | None = None
+    horoscope_max_new_tokens: int | None = None
     shutdown_timeout: float = 30.0
     log_level: str = "info"
+
+    def sampling_overrides(self, task: str) -> dict[str, float | int | None]:
+        """The sampling values these settings set for a task (None where they leave the model's own)."""
+        if task == TOAST:
+            return {"max_new_tokens": self.toast_max_new_tokens}
+        if task == HOROSCOPE:
+            return {"max_new_tokens": self.horoscope_max_new_tokens}
+        return {name: getattr(self, name) for name in SAMPLING_FIELDS}
+
+    @staticmethod
+    def max_new_tokens_setting(task: str) -> str:
+        """The name of the setting that limits a task's new tokens."""
+        return "MAX_NEW_TOKENS" if task == CHAT else f"{task.upper()}_MAX_NEW_TOKENS"
+
+    def model_path_for(self, task: str) -> str:
+        """The model directory or hub id that does a task."""
+        own = {TOAST: self.toast_model_path, HOROSCOPE: self.horoscope_model_path}.get(task, "")
+        return own or self.model_path
 
 
 def _int(value: str) -> int:
@@ -112,6 +137,10 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     "context_turns": (_int, f"a whole number from 1 to {MAX_CONTEXT_TURNS}", lambda v: 1 <= v <= MAX_CONTEXT_TURNS),
     "reply_style": (_choice(*STYLES), " or ".join(STYLES), lambda v: True),
     "max_new_tokens": (_int, "a whole number from 1 to 1024", lambda v: 1 <= v <= 1024),
+    "toast_model_path": (_strip, "a model directory or a hub id (empty: MODEL_PATH)", lambda v: True),
+    "horoscope_model_path": (_strip, "a model directory or a hub id (empty: MODEL_PATH)", lambda v: True),
+    "toast_max_new_tokens": (_int, "a whole number from 1 to 1024", lambda v: 1 <= v <= 1024),
+    "horoscope_max_new_tokens": (_int, "a whole number from 1 to 1024", lambda v: 1 <= v <= 1024),
     "temperature": (float, "a number above 0", lambda v: v > 0),
     "top_k": (_int, "a whole number of 0 or more", lambda v: v >= 0),
     "top_p": (float, "a number above 0 and at most 1", lambda v: 0 < v <= 1),
@@ -132,7 +161,7 @@ def _config_file_values(path: Path) -> dict[str, str]:
     known = {field.name.upper() for field in fields(Settings)}
     values: dict[str, str] = {}
     for name, value in namespace.items():
-        if not name.isupper():
+        if not name.isupper() or value is None:
             continue
         if name not in known:
             raise ConfigError(f"{path}: unknown setting {name} (see config.example.py for the list)")

@@ -50,7 +50,8 @@ from errors import BusyError, ReplyTimeoutError  # noqa: E402
 from generator import ReplyGenerator  # noqa: E402
 from inference.backend import Request  # noqa: E402
 from inference.devices import dtype_name  # noqa: E402
-from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER, build_prompt, merge_turns, reply_ids  # noqa: E402
+from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER, merge_turns, reply_ids  # noqa: E402
+from inference.sampling import MODEL_CARD, with_values  # noqa: E402
 from inference.transformers_backend import TransformersBackend  # noqa: E402
 from settings import Settings  # noqa: E402
 from store import BOT_AUTHOR, ChatStore, Turn  # noqa: E402
@@ -138,7 +139,6 @@ def instrument(model: TransformersBackend) -> CallLog:
     """Wrap the model's ``generate_ids`` to log each call (the bot's code path is otherwise untouched)."""
     log = CallLog()
     original = model.generate_ids
-    max_prompt = model.model.config.n_positions - (model.generation_configs["lively"].max_new_tokens or 0)
 
     def generate_ids(
         requests: Sequence[Request], generation: GenerationConfig | None = None
@@ -146,9 +146,8 @@ def instrument(model: TransformersBackend) -> CallLog:
         started = time.perf_counter()
         rows, timed_out = original(requests, generation)
         seconds = time.perf_counter() - started
-        prompts = [
-            len(build_prompt(model.tokenizer, model.tokens, r.turns, len(r.turns), max_prompt)) for r in requests
-        ]
+        max_prompt = model.max_positions - r.sampling.max_new_tokens if (r := requests[0]) else 0
+        prompts = [len(model.codec.prompt_ids(r.turns, max_prompt)) for r in requests]
         log.calls.append(GenerateCall(len(requests), prompts, [len(reply_ids(r, model.tokens)) for r in rows], seconds))
         return rows, timed_out
 
@@ -201,7 +200,8 @@ class NaivePool:
         clean = self._model.clean_user_text(text)
         history = self._store.recent_turns(chat_id, HISTORY_WINDOW)
         turns = merge_turns([*history, Turn(author, clean)])[-self._settings.context_turns :]
-        request = Request(tuple(turns), time.monotonic() + self._settings.generation_timeout)
+        sampling = with_values(MODEL_CARD, self._settings.sampling_overrides("chat"))
+        request = Request(tuple(turns), time.monotonic() + self._settings.generation_timeout, sampling)
         loop = asyncio.get_running_loop()
         (outcome,) = await loop.run_in_executor(self._executor, self._model.generate, [request])
         if outcome.timed_out:
@@ -492,9 +492,9 @@ async def _bench(args: argparse.Namespace, model_dir: Path, source: str, db_dir:
         db_path=str(db_dir / "batched.sqlite3"),
     )
     chats = args.chats or (QUICK_CHATS if args.quick else DEFAULT_CHATS)
-    batched_model = TransformersBackend(base)
+    batched_model = TransformersBackend(base.model_path, device=base.device, dtype=base.dtype)
     naive_settings = replace(base, dtype="float32", db_path=str(db_dir / "naive.sqlite3"))
-    naive_model = TransformersBackend(naive_settings)
+    naive_model = TransformersBackend(base.model_path, device=base.device, dtype="float32")
     batched_log, naive_log = instrument(batched_model), instrument(naive_model)
     print(
         f"device {batched_model.device}, torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
@@ -506,8 +506,8 @@ async def _bench(args: argparse.Namespace, model_dir: Path, source: str, db_dir:
         f"MAX_BATCH={base.max_batch}, BATCH_WINDOW_MS={base.batch_window_ms:g}\n"
         f"naive: dtype {dtype_name(naive_model.dtype)}, one generate() per message, "
         f"{args.naive_workers} pool threads\n"
-        f"both: max_new_tokens={args.new_tokens}, sampling as configured (temperature {base.temperature}, "
-        f"top_k {base.top_k}, top_p {base.top_p}), CONTEXT_TURNS={base.context_turns}, chats {list(chats)}\n"
+        f"both: {with_values(MODEL_CARD, base.sampling_overrides('chat'))}, CONTEXT_TURNS={base.context_turns}, "
+        f"chats {list(chats)}\n"
         "columns: batch = mean rows per generate() call, gen s = mean seconds per call, prompt tok = mean prompt "
         f"length; loop lag sampled every {args.lag_tick_ms:g} ms"
     )
@@ -515,7 +515,7 @@ async def _bench(args: argparse.Namespace, model_dir: Path, source: str, db_dir:
     generator = ReplyGenerator(batched_model, batched_store, base)
     started = time.perf_counter()
     generator.warm_up()
-    naive_model.generate([Request(("привет",), time.monotonic() + 60)])
+    naive_model.generate([Request(("привет",), time.monotonic() + 60, MODEL_CARD, naive_model.name)])
     print(f"warm-up generations took {time.perf_counter() - started:.1f} s")
     runs: list[RunStats] = []
     try:

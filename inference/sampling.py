@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,14 @@ class Sampling:
     top_p: float = 0.95
     repetition_penalty: float = 1.2
     no_repeat_ngram_size: int = 2
+
+
+SAMPLING_FIELDS = tuple(field.name for field in fields(Sampling))
+
+
+def with_values(sampling: Sampling, values: dict[str, Any]) -> Sampling:
+    """``sampling`` with the given fields replaced; None values and unknown keys are ignored."""
+    return replace(sampling, **{k: v for k, v in values.items() if k in SAMPLING_FIELDS and v is not None})
 
 
 # The ruDialoGPT model card's sampling: the bot's defaults and what train.py writes for a chat model.

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, StoppingCriteria
+from transformers import AutoModelForCausalLM, GenerationConfig, LogitsProcessor, StoppingCriteria
 from transformers.utils import logging as transformers_logging
 
 from inference.backend import ModelLoadError, Outcome, Request, check_model_path
+from inference.codec import PromptCodec, model_generation_defaults
 from inference.devices import dtype_name, pick_device, pick_dtype
-from inference.dialogue import SpecialTokens, build_prompt, clean_reply, reply_ids, sanitize
-from inference.sampling import STYLES
-from settings import Settings
+from inference.sampling import Sampling
 
 logger = logging.getLogger(__name__)
 
@@ -69,80 +69,82 @@ def fast_sampling(config: GenerationConfig) -> tuple[GenerationConfig, list[Logi
 
 
 class TransformersBackend:
-    """A loaded tokenizer and model that turn batches of dialogues into replies (runs in a worker)."""
+    """A model loaded with from_pretrained that turns batches of requests into replies (runs in a worker)."""
 
-    def __init__(self, settings: Settings) -> None:
-        check_model_path(settings.model_path)
+    engine = "transformers"
+
+    def __init__(self, path: str, *, device: str = "auto", dtype: str = "auto") -> None:
+        check_model_path(path)
         started = time.perf_counter()
         transformers_logging.disable_progress_bar()
-        self.device = pick_device(settings.device)
-        self.dtype = pick_dtype(settings.dtype, self.device)
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.codec = PromptCodec.load(path)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(settings.model_path)
-            model = AutoModelForCausalLM.from_pretrained(settings.model_path, dtype=self.dtype)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
         except (OSError, ValueError) as error:
-            raise ModelLoadError(f"could not load the model from {settings.model_path}: {error}") from None
+            raise ModelLoadError(f"could not load the model from {path}: {error}") from None
         self.model = model.to(self.device).eval()
-        try:
-            self.tokens = SpecialTokens.from_tokenizer(self.tokenizer)
-        except ValueError as error:
-            raise ModelLoadError(f"{settings.model_path}: {error}") from None
-        self.name = settings.model_path
+        self.name = path
+        self.tokens = self.codec.tokens
+        self.tokenizer = self.codec.tokenizer
         self.load_seconds = time.perf_counter() - started
         self.parameters = sum(p.numel() for p in self.model.parameters())
-        self._max_prompt = self.model.config.n_positions - settings.max_new_tokens
-        base = GenerationConfig(
-            do_sample=True,
-            max_new_tokens=settings.max_new_tokens,
-            temperature=settings.temperature,
-            top_k=settings.top_k,
-            top_p=settings.top_p,
-            repetition_penalty=settings.repetition_penalty,
-            no_repeat_ngram_size=settings.no_repeat_ngram_size,
-            eos_token_id=list(self.tokens.speakers),
-            pad_token_id=self.tokens.pad,
-            # The pad token is never a word of a reply; batched rows are padded with it.
-            suppress_tokens=[self.tokens.pad],
-            # A preallocated cache spares each step a copy of the whole cache (a tenth of a step at 16 rows on a
-            # CPU); compiling for it would recompile for every new batch and prompt size.
-            cache_implementation="static",
-            disable_compile=True,
-        )
-        self.generation_configs = {
-            style: GenerationConfig(**{**base.to_diff_dict(), **overrides}) for style, overrides in STYLES.items()
-        }
+        self.max_positions: int = self.model.config.n_positions
+        self.generation_defaults, self.task = model_generation_defaults(path)
+        self._configs: dict[Sampling, GenerationConfig] = {}
         logger.info(
-            "loaded %s in %.1f s: %s, %s, %.1fM parameters",
+            "loaded %s in %.1f s: %s, %.1fM parameters",
             self.name,
             self.load_seconds,
-            self.device,
-            dtype_name(self.dtype),
+            self.summary,
             self.parameters / 1e6,
         )
 
+    @property
+    def summary(self) -> str:
+        """The engine, device and dtype, for logs and the admin's notices."""
+        return f"{self.engine}, {self.device}, {dtype_name(self.dtype)}"
+
     def clean_user_text(self, text: str) -> str:
         """The user's text without special tokens or invisible characters."""
-        return sanitize(text, self.tokens.forbidden_texts)
+        return self.codec.clean(text)
+
+    def generation_config(self, sampling: Sampling) -> GenerationConfig:
+        """The GenerationConfig of a sampling: stops at either speaker token, never emits the pad token."""
+        if sampling not in self._configs:
+            self._configs[sampling] = GenerationConfig(
+                do_sample=True,
+                **asdict(sampling),
+                eos_token_id=list(self.tokens.speakers),
+                pad_token_id=self.tokens.pad,
+                # The pad token is never a word of a reply; batched rows are padded with it.
+                suppress_tokens=[self.tokens.pad],
+                # A preallocated cache spares each step a copy of the whole cache (a tenth of a step at 16 rows on a
+                # CPU); compiling for it would recompile for every new batch and prompt size.
+                cache_implementation="static",
+                disable_compile=True,
+            )
+        return self._configs[sampling]
 
     def generate(self, requests: Sequence[Request], generation: GenerationConfig | None = None) -> list[Outcome]:
-        """Generate one reply per request in a single batched ``generate()`` call (all of one style)."""
+        """Generate one reply per request in a single batched ``generate()`` call (all of one sampling)."""
         rows, timed_out = self.generate_ids(requests, generation)
-        return [Outcome(self._decode(row), hit) for row, hit in zip(rows, timed_out, strict=True)]
+        return [Outcome(self.codec.decode(row), hit) for row, hit in zip(rows, timed_out, strict=True)]
 
     def generate_ids(
         self, requests: Sequence[Request], generation: GenerationConfig | None = None
     ) -> tuple[list[list[int]], list[bool]]:
         """The new token ids of each request's row (pads included) and whether its deadline cut it."""
-        prompts = [
-            build_prompt(self.tokenizer, self.tokens, request.turns, len(request.turns), self._max_prompt)
-            for request in requests
-        ]
+        config = generation or self.generation_config(requests[0].sampling)
+        max_prompt = self.max_positions - (config.max_new_tokens or 0)
+        prompts = [self.codec.prompt_ids(request.turns, max_prompt) for request in requests]
         width = max(map(len, prompts))
         # Left padding keeps every prompt's last token next to the first generated one.
         input_ids = torch.tensor([[self.tokens.pad] * (width - len(p)) + p for p in prompts], device=self.device)
         attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         deadlines = _Deadlines([request.deadline for request in requests])
-        config, processors = fast_sampling(generation or self.generation_configs[requests[0].style])
+        config, processors = fast_sampling(config)
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=input_ids,
@@ -152,7 +154,3 @@ class TransformersBackend:
                 stopping_criteria=[deadlines],
             )
         return output[:, width:].tolist(), deadlines.hit.tolist()
-
-    def _decode(self, row: Sequence[int]) -> str:
-        text = self.tokenizer.decode(reply_ids(row, self.tokens), skip_special_tokens=True)
-        return clean_reply(text, self.tokens.forbidden_texts)

@@ -11,7 +11,6 @@ from transformers import GenerationConfig
 
 from inference.backend import Request
 from inference.transformers_backend import TransformersBackend
-from settings import Settings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 
@@ -23,7 +22,7 @@ def requests(*dialogues: tuple[str, ...], deadline: float = 60) -> list[Request]
 
 
 def test_auto_picks_cuda_and_a_half_precision(tiny_model_dir: Path) -> None:
-    model = TransformersBackend(Settings(model_path=str(tiny_model_dir)))
+    model = TransformersBackend(str(tiny_model_dir))
     assert model.device.type == "cuda"
     assert model.dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     assert next(model.model.parameters()).device.type == "cuda"
@@ -32,7 +31,7 @@ def test_auto_picks_cuda_and_a_half_precision(tiny_model_dir: Path) -> None:
 
 
 def test_batched_equals_unbatched_on_the_gpu(tiny_model_dir: Path) -> None:
-    model = TransformersBackend(Settings(model_path=str(tiny_model_dir), device="cuda", dtype="float32"))
+    model = TransformersBackend(str(tiny_model_dir), device="cuda", dtype="float32")
     config = GenerationConfig(
         do_sample=False,
         max_new_tokens=12,
@@ -46,7 +45,7 @@ def test_batched_equals_unbatched_on_the_gpu(tiny_model_dir: Path) -> None:
 
 
 def test_a_deadline_stops_its_row_on_the_gpu(tiny_model_dir: Path) -> None:
-    model = TransformersBackend(Settings(model_path=str(tiny_model_dir), device="cuda"))
+    model = TransformersBackend(str(tiny_model_dir), device="cuda")
     late = requests(DIALOGUES[0], deadline=-1)
     on_time = requests(DIALOGUES[1])
     outcomes = model.generate([*late, *on_time])

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(not (DEMO / "model.safetensors").is_file(), reas
 
 @pytest.fixture(scope="module")
 def demo() -> TransformersBackend:
-    return TransformersBackend(Settings(model_path=str(DEMO), device="cpu", dtype="float32"))
+    return TransformersBackend(str(DEMO), device="cpu", dtype="float32")
 
 
 def russian_share(text: str) -> float:

@@ -201,14 +201,13 @@ def test_examples_with_the_real_tokenizer(real_tokenizer) -> None:
 def test_training_lowers_the_loss_and_the_bot_loads_the_result(tmp_path: Path) -> None:
     from inference.backend import Request
     from inference.transformers_backend import TransformersBackend
-    from settings import Settings
 
     result = loop.run(tiny_settings(tmp_path))
     assert result.after.loss < result.before.loss - 1.0
     assert result.val_examples > 0 and result.train_examples > result.val_examples
     assert not (tmp_path / "checkpoint").exists(), "the checkpoint is removed once the model is saved"
 
-    model = TransformersBackend(Settings(model_path=str(tmp_path / "model"), device="cpu", dtype="float32"))
+    model = TransformersBackend(str(tmp_path / "model"), device="cpu", dtype="float32")
     greedy = GenerationConfig(
         do_sample=False, max_new_tokens=20, eos_token_id=list(model.tokens.speakers), pad_token_id=model.tokens.pad
     )

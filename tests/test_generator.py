@@ -16,9 +16,10 @@ from errors import EmptyMessageError, ReplyTimeoutError
 from generator import ReplyGenerator
 from inference.backend import ModelLoadError, Request
 from inference.devices import pick_dtype
+from inference.sampling import MODEL_CARD
 from inference.transformers_backend import TopKSampler, TransformersBackend, fast_sampling
 from settings import Settings
-from store import ChatStore, Turn
+from store import ChatPreferences, ChatStore, Turn
 
 PROMPTS = [
     ("привет",),
@@ -30,7 +31,7 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir: Path) -> TransformersBackend:
-    return TransformersBackend(Settings(model_path=str(tiny_model_dir), device="cpu", dtype="float32"))
+    return TransformersBackend(str(tiny_model_dir), device="cpu", dtype="float32")
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def generator(model: TransformersBackend, tmp_path: Path):
 
 def greedy(model: TransformersBackend, **overrides: object) -> GenerationConfig:
     """The bot's own generation config (static cache, penalties, stops), decoding greedily."""
-    values = model.generation_configs["lively"].to_diff_dict()
+    values = model.generation_config(MODEL_CARD).to_diff_dict()
     for key in ("top_k", "top_p", "temperature"):
         values.pop(key)
     return GenerationConfig(**{**values, "do_sample": False, "max_new_tokens": 12, **overrides})
@@ -64,13 +65,13 @@ def test_the_model_loads_once_with_its_facts(model: TransformersBackend) -> None
 def test_a_missing_model_directory_says_where_and_how(tmp_path: Path) -> None:
     missing = tmp_path / "no_model_here"
     with pytest.raises(ModelLoadError) as caught:
-        TransformersBackend(Settings(model_path=str(missing)))
+        TransformersBackend(str(missing))
     assert str(missing) in str(caught.value) and "train.py" in str(caught.value)
 
 
 def test_a_directory_without_a_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="could not load the model"):
-        TransformersBackend(Settings(model_path=str(tmp_path)))
+        TransformersBackend(str(tmp_path))
 
 
 def test_hub_ids_reach_from_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,9 +82,9 @@ def test_hub_ids_reach_from_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(name)
         raise OSError("offline")
 
-    monkeypatch.setattr("inference.transformers_backend.AutoTokenizer.from_pretrained", fake_hub)
+    monkeypatch.setattr("inference.codec.AutoTokenizer.from_pretrained", fake_hub)
     with pytest.raises(ModelLoadError, match="tinkoff-ai/ruDialoGPT-small: offline"):
-        TransformersBackend(Settings(model_path="tinkoff-ai/ruDialoGPT-small"))
+        TransformersBackend("tinkoff-ai/ruDialoGPT-small")
     assert seen == ["tinkoff-ai/ruDialoGPT-small"]
 
 
@@ -158,7 +159,7 @@ def test_the_sampler_draws_one_allowed_token_per_row() -> None:
 
 
 def test_sampling_configs_move_into_the_sampler_and_others_pass_unchanged(model: TransformersBackend) -> None:
-    lively = model.generation_configs["lively"]
+    lively = model.generation_config(MODEL_CARD)
     config, processors = fast_sampling(lively)
     assert not config.do_sample and config.top_k is None
     assert config.repetition_penalty == lively.repetition_penalty and config.cache_implementation == "static"
@@ -169,7 +170,7 @@ def test_sampling_configs_move_into_the_sampler_and_others_pass_unchanged(model:
 
 def test_sampled_replies_stay_within_the_top_k(model: TransformersBackend) -> None:
     # With top_k=1 sampling must give exactly the greedy reply: every draw is the likeliest token.
-    one = GenerationConfig(**{**model.generation_configs["lively"].to_diff_dict(), "top_k": 1, "max_new_tokens": 12})
+    one = model.generation_config(replace(MODEL_CARD, top_k=1, max_new_tokens=12))
     torch.manual_seed(3)
     assert model.generate(requests(*PROMPTS), one) == model.generate(requests(*PROMPTS), greedy(model))
 
@@ -213,10 +214,20 @@ async def test_a_generation_past_its_timeout_is_stopped(model: TransformersBacke
     generator.shutdown()
 
 
-def test_settings_reach_the_generation_config(tiny_model_dir: Path) -> None:
-    settings = replace(Settings(), model_path=str(tiny_model_dir), top_k=3, temperature=0.5, max_new_tokens=7)
-    configs = TransformersBackend(settings).generation_configs
-    lively, calm = configs["lively"], configs["calm"]
+async def test_settings_reach_the_sampling_of_each_style(model: TransformersBackend, tmp_path: Path) -> None:
+    settings = Settings(model_path=model.name, top_k=3, temperature=0.5, max_new_tokens=7)
+    store = ChatStore(tmp_path / "db.sqlite3")
+    generator = ReplyGenerator(model, store, settings)
+    seen: list[Request] = []
+    generator._pool._run_batch = lambda batch: seen.extend(batch) or model.generate(batch)
+    try:
+        await generator.reply(1, "привет", "1")
+        store.set_preferences(1, ChatPreferences(None, "calm"))
+        await generator.reply(1, "привет", "1")
+    finally:
+        generator.shutdown()
+        store.close()
+    lively, calm = seen[0].sampling, seen[1].sampling
     assert (lively.top_k, lively.temperature, lively.max_new_tokens) == (3, 0.5, 7)
-    assert lively.do_sample and lively.top_p == 0.95 and lively.no_repeat_ngram_size == 2
+    assert lively.top_p == 0.95 and lively.no_repeat_ngram_size == 2
     assert (calm.top_k, calm.temperature, calm.top_p, calm.max_new_tokens) == (3, 0.7, 0.9, 7)

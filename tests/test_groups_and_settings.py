@@ -13,7 +13,6 @@ import texts
 from bot.commands import ForgetChoice, SettingsChange
 from inference.transformers_backend import TransformersBackend
 from main import register_commands
-from settings import Settings
 from store import ChatPreferences, ChatStore, Turn
 
 GROUP = -100123
@@ -21,7 +20,7 @@ GROUP = -100123
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir: Path) -> TransformersBackend:
-    return TransformersBackend(Settings(model_path=str(tiny_model_dir), device="cpu"))
+    return TransformersBackend(str(tiny_model_dir), device="cpu")
 
 
 @pytest.fixture
@@ -156,7 +155,7 @@ async def test_a_chats_style_picks_its_sampling(harness: Harness, monkeypatch) -
     real = harness.generator.model.generate
     monkeypatch.setattr(harness.generator._pool, "_run_batch", lambda b, g=None: seen.extend(b) or real(b, g))
     await harness.send(1, "привет")
-    assert seen[-1].style == "calm"
+    assert seen[-1].sampling.temperature == 0.7 and seen[-1].sampling.top_p == 0.9, "calm sampling"
 
 
 async def test_only_a_groups_admins_change_its_settings(harness: Harness) -> None:

@@ -16,13 +16,12 @@ import texts
 from bot.notify import AdminNotifier
 from handlers import split_text
 from inference.transformers_backend import TransformersBackend
-from settings import Settings
 from store import Turn
 
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir: Path) -> TransformersBackend:
-    return TransformersBackend(Settings(model_path=str(tiny_model_dir), device="cpu"))
+    return TransformersBackend(str(tiny_model_dir), device="cpu")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from harness import Harness
 
 import texts
 from inference.transformers_backend import TransformersBackend
-from settings import Settings
 
 # Every special token of the test tokenizer (test_dialogue checks the real one's extra tokens).
 SPEAKERS = "@@ПЕРВЫЙ@@ @@ВТОРОЙ@@ <|endoftext|> <pad>"
@@ -35,7 +34,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir: Path) -> TransformersBackend:
-    return TransformersBackend(Settings(model_path=str(tiny_model_dir), device="cpu"))
+    return TransformersBackend(str(tiny_model_dir), device="cpu")
 
 
 @pytest.mark.parametrize(("text", "extra", "answer", "stored"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])

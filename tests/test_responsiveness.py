@@ -30,7 +30,7 @@ async def test_help_is_answered_and_the_loop_stays_free_while_generating(slow_mo
         db_path=str(tmp_path / "bot.sqlite3"),
     )
     store = ChatStore(settings.db_path)
-    generator = ReplyGenerator(TransformersBackend(settings), store, settings)
+    generator = ReplyGenerator(TransformersBackend(settings.model_path, device="cpu", dtype="float32"), store, settings)
     session = RecordingSession()
     bot = Bot("42:TEST", session=session)
     dispatcher = create_dispatcher(generator, store, AdminNotifier(bot, []), settings)

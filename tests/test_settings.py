@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from inference.sampling import MODEL_CARD, Sampling
 from settings import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,11 +18,18 @@ def load(environ: dict[str, str], tmp_path: Path | None = None) -> Settings:
     return load_settings(environ, env_file=None, config_file=None)
 
 
-def test_defaults_follow_the_model_card() -> None:
+def test_sampling_is_left_to_the_model_unless_set() -> None:
     settings = load({})
-    assert (settings.top_k, settings.top_p, settings.temperature) == (10, 0.95, 1.2)
-    assert (settings.repetition_penalty, settings.no_repeat_ngram_size, settings.max_new_tokens) == (1.2, 2, 40)
+    assert set(settings.sampling_overrides("chat").values()) == {None}
     assert settings.context_turns == 3 and settings.model_path == "saved_model"
+    assert load({"TOP_K": "5"}).sampling_overrides("chat")["top_k"] == 5
+    assert load({"TOAST_MAX_NEW_TOKENS": "90"}).sampling_overrides("toast") == {"max_new_tokens": 90}
+
+
+def test_the_model_card_is_the_chat_default() -> None:
+    assert MODEL_CARD == Sampling(
+        max_new_tokens=40, temperature=1.2, top_k=10, top_p=0.95, repetition_penalty=1.2, no_repeat_ngram_size=2
+    )
 
 
 def test_values_are_parsed_to_their_types() -> None:
