@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 import re
 import time
+from contextlib import suppress
 from typing import Protocol
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatAction, ChatType
-from aiogram.exceptions import TelegramForbiddenError
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject, CommandStart, ExceptionTypeFilter
 from aiogram.types import ErrorEvent, Message
 from aiogram.utils.chat_action import ChatActionSender
@@ -21,6 +22,7 @@ import texts
 from bot.access import AddressedToBot, is_private
 from bot.commands import create_commands_router
 from bot.middlewares import ChatOrder
+from bot.modes import LeaveFormOnCommand, create_modes_router
 from bot.notify import AdminNotifier
 from bot.stats import BotStats
 from errors import BusyError, ChatFloodError, EmptyMessageError, ReplyTimeoutError
@@ -138,20 +140,35 @@ async def on_error(event: ErrorEvent, admins: AdminNotifier, stats: BotStats) ->
 
 
 async def _answer_update(event: ErrorEvent, text: str) -> None:
-    message = event.update.message
-    if message is not None:
-        await send_plain(message, text)
+    """Say ``text`` where the failed update came from: a message, or the chat of a pressed button."""
+    if event.update.message is not None:
+        await send_plain(event.update.message, text)
+        return
+    query = event.update.callback_query
+    if query is not None and isinstance(query.message, Message):
+        # The handler may have answered the press already; a second answer is refused, harmlessly.
+        with suppress(TelegramBadRequest):
+            await query.answer()
+        await send_plain(query.message, text)
 
 
 def create_router(chat_queue_limit: int) -> Router:
     """A router with every handler of the bot; one per Dispatcher."""
     router = Router(name="chat")
+    # Outer, so that it sees every message, including the commands this router answers itself.
+    router.message.outer_middleware(LeaveFormOnCommand())
     router.message.register(start, CommandStart())
     router.message.register(show_help, Command("help"))
     router.message.register(reset, Command("reset", "delete_history"))
     router.include_router(create_commands_router())
+    # One order for a chat's messages and button presses that generate, so their answers can't overtake each other.
+    order = ChatOrder(chat_queue_limit)
+    modes_router = create_modes_router()
+    modes_router.message.middleware(order)
+    modes_router.callback_query.middleware(order)
+    router.include_router(modes_router)
     chat_router = Router(name="free text")
-    chat_router.message.middleware(ChatOrder(chat_queue_limit))
+    chat_router.message.middleware(order)
     chat_router.message.register(unknown_command, Command(re.compile(r"^\w+$"), ignore_mention=True))
     chat_router.message.register(chat, F.text, AddressedToBot())
     # In groups only what is addressed to the bot gets an answer; the rest of the group's talk is not ours.

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import Message, TelegramObject
+from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from errors import ChatFloodError
 
@@ -22,7 +22,7 @@ class _ChatQueue:
 
 
 class ChatOrder(BaseMiddleware):
-    """Handles one chat's messages one at a time, in arrival order, reply sent included.
+    """Handles one chat's messages (and button presses) one at a time, in arrival order, reply sent included.
 
     So a chat's answers arrive in the order of its messages (even when a send is retried), its
     history stays in order, and one chat holds at most one place in the model's batch. Past
@@ -35,9 +35,9 @@ class ChatOrder(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         """Wait for the chat's earlier messages, then handle this one."""
-        if not isinstance(event, Message):
+        chat_id = _chat_id(event)
+        if chat_id is None:
             return await handler(event, data)
-        chat_id = event.chat.id
         queue = self._queues.setdefault(chat_id, _ChatQueue())
         if queue.waiting >= self._limit:
             raise ChatFloodError(f"chat {chat_id} already has {queue.waiting} messages waiting")
@@ -49,6 +49,15 @@ class ChatOrder(BaseMiddleware):
             queue.waiting -= 1
             if not queue.waiting:
                 del self._queues[chat_id]
+
+
+def _chat_id(event: TelegramObject) -> int | None:
+    """The chat of a message, or of the message under a pressed button."""
+    if isinstance(event, Message):
+        return event.chat.id
+    if isinstance(event, CallbackQuery) and isinstance(event.message, Message):
+        return event.message.chat.id
+    return None
 
 
 class InFlightUpdates(BaseMiddleware):

@@ -24,6 +24,16 @@ def request_turn(task: str, topic: str) -> str:
     return _REQUESTS[task].format(topic=" ".join(topic.split()).lower())
 
 
+# The holidays people ask toasts for most, by key (callback data) and name (the request turn's topic).
+HOLIDAYS = {
+    "new_year": "Новый год",
+    "birthday": "День рождения",
+    "feb23": "23 февраля",
+    "mar8": "8 марта",
+    "wedding": "Свадьба",
+}
+
+
 @dataclass(frozen=True)
 class Sign:
     """A zodiac sign: its key (the Latin name), symbol and Russian name."""

@@ -9,7 +9,7 @@ from recording_session import RecordingSession, callback_update, message_update
 
 from bot.notify import AdminNotifier
 from generator import ReplyGenerator
-from inference.transformers_backend import TransformersBackend
+from inference.backend import Backend
 from main import create_dispatcher
 from settings import Settings
 from store import ChatStore
@@ -18,11 +18,13 @@ ADMIN = 777
 
 
 class Harness:
-    def __init__(self, model: TransformersBackend, tmp_path: Path, **overrides: object) -> None:
+    def __init__(
+        self, model: Backend, tmp_path: Path, task_models: dict[str, Backend] | None = None, **overrides: object
+    ) -> None:
         settings = {"model_path": model.name, "db_path": str(tmp_path / "bot.sqlite3"), "admin_chat_id": (ADMIN,)}
         self.settings = Settings(**{**settings, **overrides})
         self.store = ChatStore(self.settings.db_path)
-        self.generator = ReplyGenerator(model, self.store, self.settings)
+        self.generator = ReplyGenerator(model, self.store, self.settings, task_models)
         self.session = RecordingSession()
         self.bot = Bot("42:TEST", session=self.session)
         self.admins = AdminNotifier(self.bot, [ADMIN])

@@ -27,8 +27,11 @@ def test_sampling_is_left_to_the_model_unless_set() -> None:
 
 
 def test_the_model_card_is_the_chat_default() -> None:
-    assert MODEL_CARD == Sampling(
-        max_new_tokens=40, temperature=1.2, top_k=10, top_p=0.95, repetition_penalty=1.2, no_repeat_ngram_size=2
+    assert (
+        Sampling(
+            max_new_tokens=40, temperature=1.2, top_k=10, top_p=0.95, repetition_penalty=1.2, no_repeat_ngram_size=2
+        )
+        == MODEL_CARD
     )
 
 
