@@ -7,7 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "main.py"
@@ -67,3 +71,36 @@ class BotProcess:
             self.process.kill()
             self.process.wait(10)
         self._log.close()
+
+
+STARTUP_TIMEOUT = 120
+
+
+def is_to(chat_id: int) -> Callable[[dict[str, Any]], bool]:
+    """A predicate on Bot API call params: sent to this chat."""
+    return lambda params: str(params.get("chat_id")) == str(chat_id)
+
+
+async def start_bot(fake: FakeTelegram, tmp_path: Path, model_dir: Path, **settings: object) -> BotProcess:
+    """Start the bot against the fake Bot API and wait for its start-up notice to the admin."""
+    defaults = {
+        "bot_token": fake.token,
+        "telegram_api_base": fake.base_url,
+        "model_path": model_dir,
+        "admin_chat_id": ADMIN,
+        "db_path": tmp_path / "bot.sqlite3",
+        "shutdown_timeout": 20,
+    }
+    bot = BotProcess(tmp_path, **{**defaults, **settings})
+    try:
+        await fake.wait_for("sendMessage", lambda p: is_to(ADMIN)(p) and "запущен" in p["text"], STARTUP_TIMEOUT)
+    except AssertionError:
+        bot.kill()
+        raise AssertionError(f"the bot did not start:\n{bot.log}") from None
+    return bot
+
+
+async def stop_bot(bot: BotProcess) -> None:
+    """SIGTERM, and the bot must exit with status 0."""
+    bot.signal(signal.SIGTERM)
+    assert await bot.wait(60) == 0, bot.log

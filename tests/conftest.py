@@ -62,6 +62,15 @@ def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("slow_model"), n_embd=256, n_layer=6, n_positions=512)
 
 
+@pytest.fixture
+async def fake():
+    """A fake Telegram Bot API server on 127.0.0.1 (tests/fake_telegram.py)."""
+    from fake_telegram import FakeTelegram
+
+    async with FakeTelegram() as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def real_tokenizer():
     """The real ruDialoGPT-small tokenizer from ../shared; skips when shared/ is absent."""

@@ -225,6 +225,20 @@ class FakeTelegram:
         self.messages[chat_id, message_id] = message
         self.add_update({"edited_message": message})
 
+    def bot_messages(self, chat_id: int) -> list[dict[str, Any]]:
+        """The bot's messages in a chat as stored now (after edits), oldest first, with their message_id."""
+        found = [m for (chat, _), m in self.messages.items() if chat == chat_id and m.get("from") == BOT_USER]
+        return sorted(found, key=lambda message: message["message_id"])
+
+    def press(self, chat_id: int, text: str, user_id: int | None = None) -> str:
+        """A user presses the button labelled ``text`` under the bot's latest message that has it."""
+        for message in reversed(self.bot_messages(chat_id)):
+            rows = message.get("reply_markup", {}).get("inline_keyboard", [])
+            for button in (button for row in rows for button in row):
+                if button["text"] == text:
+                    return self.send_callback(chat_id, button["callback_data"], message["message_id"], user_id)
+        raise AssertionError(f"no button {text!r} in chat {chat_id}")
+
     def sent_messages(self, chat_id: int | str | None = None) -> list[dict[str, Any]]:
         """Params of the successful sendMessage calls, optionally to one chat."""
         calls = self._matching("sendMessage", None, 0, include_failed=False)

@@ -14,46 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from botprocess import ADMIN, MAIN, BotProcess, bot_env
+from botprocess import ADMIN, MAIN, BotProcess, bot_env, is_to, start_bot, stop_bot
 from fake_telegram import FakeTelegram
 
 import texts
-
-STARTUP_TIMEOUT = 120
-
-
-@pytest.fixture
-async def fake():
-    async with FakeTelegram() as server:
-        yield server
-
-
-def is_to(chat_id: int):
-    return lambda params: str(params.get("chat_id")) == str(chat_id)
-
-
-async def start_bot(fake: FakeTelegram, tmp_path: Path, model_dir: Path, **settings: object) -> BotProcess:
-    """Start the bot and wait for its start-up notice to the admin."""
-    defaults = {
-        "bot_token": fake.token,
-        "telegram_api_base": fake.base_url,
-        "model_path": model_dir,
-        "admin_chat_id": ADMIN,
-        "db_path": tmp_path / "bot.sqlite3",
-        "shutdown_timeout": 20,
-    }
-    bot = BotProcess(tmp_path, **{**defaults, **settings})
-    try:
-        await fake.wait_for("sendMessage", lambda p: is_to(ADMIN)(p) and "запущен" in p["text"], STARTUP_TIMEOUT)
-    except AssertionError:
-        bot.kill()
-        raise AssertionError(f"the bot did not start:\n{bot.log}") from None
-    return bot
-
-
-async def stop_bot(bot: BotProcess) -> None:
-    bot.signal(signal.SIGTERM)
-    assert await bot.wait(60) == 0, bot.log
 
 
 async def test_a_conversation_from_start_to_sigterm(fake: FakeTelegram, tmp_path: Path, tiny_model_dir: Path) -> None:
