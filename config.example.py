@@ -45,6 +45,10 @@ CHAT_QUEUE_LIMIT = 3
 GENERATION_TIMEOUT = 60
 # Seconds to let in-flight replies finish after SIGINT/SIGTERM.
 SHUTDOWN_TIMEOUT = 30
+# Messages received but not answered before a crash or a hurried stop are answered at the next start, as
+# replies to the original messages. One older than this many seconds gets a short note that the bot was
+# away instead (a generated answer to an hours-old message rarely fits anymore). 0: always answer.
+RECOVERY_MAX_AGE = 3600
 # SQLite file with each chat's history (created, with its folder, on first start).
 DB_PATH = "data/bot.sqlite3"
 # Days to keep dialogue turns; older ones are deleted automatically (hourly). 0: keep until /reset or /forget.

@@ -36,7 +36,9 @@ async def run_console(generator: ReplyGenerator) -> None:
             _write(texts.HISTORY_CLEARED)
             continue
         try:
-            reply = await generator.reply(CONSOLE_CHAT_ID, line, CONSOLE_AUTHOR) or texts.FALLBACK_REPLY
+            answer = await generator.reply(CONSOLE_CHAT_ID, line, CONSOLE_AUTHOR)
+            generator.remember(CONSOLE_CHAT_ID, answer)
+            reply = answer.text or texts.FALLBACK_REPLY
         except EmptyMessageError:
             reply = texts.EMPTY_TEXT
         except ReplyTimeoutError:

@@ -19,7 +19,7 @@ from inference.modes import CHAT, TASKS, request_turn
 from inference.sampling import STYLES, TASK_DEFAULTS, Sampling, with_values
 from inference.transformers_backend import TransformersBackend
 from settings import Settings
-from store import BOT_AUTHOR, ChatStore, Turn
+from store import BOT_AUTHOR, ChatReply, ChatStore, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -141,12 +141,14 @@ class ReplyGenerator:
     async def _submit(self, request: Request) -> Outcome:
         return await self._pool.submit(request, key=(request.model, request.sampling))
 
-    async def reply(self, chat_id: int, text: str, author: str) -> str:
-        """Reply to ``text`` from ``author`` in ``chat_id``; both turns are stored only if a reply was made.
+    async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
+        """Reply to ``text`` from ``author`` in ``chat_id``, in the light of the chat's history.
 
-        Callers handle one chat's messages one at a time (bot.middlewares.ChatOrder) so its history stays
-        in order. Raises EmptyMessageError, BusyError (queue full) and ReplyTimeoutError. An empty
-        generation returns "" (no reply, nothing stored): the caller picks what to say instead.
+        The caller sends the reply, then calls ``remember``: the history holds only what its users saw,
+        so a message answered again after a crash is not in it twice. Callers handle one chat's messages
+        one at a time (bot.middlewares.ChatOrder) so its history stays in order. Raises EmptyMessageError,
+        BusyError (queue full) and ReplyTimeoutError. An empty generation gives ``ChatReply("")``, which
+        stores nothing: the caller picks what to say instead.
         """
         clean = self.model.clean_user_text(text)
         if not clean:
@@ -161,9 +163,13 @@ class ReplyGenerator:
         if outcome.timed_out:
             raise ReplyTimeoutError(f"generation for chat {chat_id} ran past {self._timeout} s")
         if not outcome.text:
-            return ""
-        self._store.add_turns(chat_id, [Turn(author, clean), Turn(BOT_AUTHOR, outcome.text)])
-        return outcome.text
+            return ChatReply("")
+        return ChatReply(outcome.text, (Turn(author, clean), Turn(BOT_AUTHOR, outcome.text)))
+
+    def remember(self, chat_id: int, reply: ChatReply) -> None:
+        """Add a delivered reply and the message it answers to the chat's history."""
+        if reply.turns:
+            self._store.add_turns(chat_id, list(reply.turns))
 
     async def compose(self, task: str, topic: str) -> str:
         """A toast or horoscope about ``topic`` (a holiday, a sign), or "" when the model had none.

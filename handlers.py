@@ -8,12 +8,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-from contextlib import suppress
 from typing import Protocol
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatAction, ChatType
-from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
+from aiogram.exceptions import TelegramForbiddenError
 from aiogram.filters import Command, CommandObject, CommandStart, ExceptionTypeFilter
 from aiogram.types import ErrorEvent, Message
 from aiogram.utils.chat_action import ChatActionSender
@@ -24,44 +23,26 @@ from bot.commands import create_commands_router
 from bot.middlewares import ChatOrder
 from bot.modes import LeaveFormOnCommand, create_modes_router
 from bot.notify import AdminNotifier
+from bot.replies import send_plain
 from bot.stats import BotStats
 from errors import BusyError, ChatFloodError, EmptyMessageError, ReplyTimeoutError
+from store import ChatReply
 
 logger = logging.getLogger(__name__)
-
-TELEGRAM_TEXT_LIMIT = 4096
 
 
 class Replier(Protocol):
     """What the handlers need of the generator."""
 
-    async def reply(self, chat_id: int, text: str, author: str) -> str:
-        """The model's reply, or "" when it had none."""
+    async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
+        """The model's reply ("" when it had none) and the turns to remember once it is sent."""
+        ...
+
+    def remember(self, chat_id: int, reply: ChatReply) -> None:
+        """Add a delivered reply to the chat's history."""
         ...
 
     def forget(self, chat_id: int) -> None: ...
-
-
-def split_text(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
-    """Split a text into Telegram-sized parts, at a line break or space where one is near."""
-    parts = []
-    while len(text) > limit:
-        cut = max(text.rfind("\n", 0, limit), text.rfind(" ", 0, limit))
-        if cut < limit // 2:
-            cut = limit
-        parts.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    return [*parts, text] if text else parts
-
-
-async def send_plain(message: Message, text: str) -> None:
-    """Answer with plain text (no parse mode, so model output can't break markup), split if long.
-
-    In groups the answer is a reply to the message, so everyone sees whom the bot answers.
-    """
-    reply_to = None if is_private(message) else message.message_id
-    for part in split_text(text):
-        await message.answer(part, parse_mode=None, reply_to_message_id=reply_to)
 
 
 async def start(message: Message, generator: Replier) -> None:
@@ -96,7 +77,8 @@ async def chat(message: Message, prompt: str, bot: Bot, generator: Replier, stat
     author = str(message.from_user.id) if message.from_user else str(message.chat.id)
     async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
         reply = await generator.reply(message.chat.id, prompt, author)
-    await send_plain(message, reply or texts.FALLBACK_REPLY)
+    await send_plain(message, reply.text or texts.FALLBACK_REPLY)
+    generator.remember(message.chat.id, reply)
     stats.record_reply(message.chat.id, time.monotonic() - started)
 
 
@@ -146,9 +128,9 @@ async def _answer_update(event: ErrorEvent, text: str) -> None:
         return
     query = event.update.callback_query
     if query is not None and isinstance(query.message, Message):
-        # The handler may have answered the press already; a second answer is refused, harmlessly.
-        with suppress(TelegramBadRequest):
-            await query.answer()
+        # Stops the button's spinner; if the handler answered the press already, bot.retry.IgnoreExpiredPresses
+        # takes Telegram's refusal of a second answer.
+        await query.answer()
         await send_plain(query.message, text)
 
 

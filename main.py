@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 import time
+from functools import partial
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -16,9 +17,10 @@ from aiogram.types import BotCommand
 
 import texts
 from bot.access import AllowList
+from bot.inbox import Inbox, KeepUntilAnswered, note_missed, recover
 from bot.middlewares import InFlightUpdates
 from bot.notify import AdminNotifier
-from bot.retry import RetryRequests
+from bot.retry import IgnoreExpiredPresses, RetryRequests
 from bot.stats import BotStats
 from console import run_console
 from generator import ReplyGenerator, describe_models, load_models
@@ -40,18 +42,23 @@ def create_bot(settings: Settings) -> Bot:
     api = TelegramAPIServer.from_base(settings.telegram_api_base) if settings.telegram_api_base else None
     session = AiohttpSession(api=api) if api else AiohttpSession()
     session.middleware(RetryRequests())
+    session.middleware(IgnoreExpiredPresses())
     return Bot(settings.bot_token, session=session)
 
 
 def create_dispatcher(
     generator: ReplyGenerator, store: ChatStore, admins: AdminNotifier, settings: Settings
 ) -> Dispatcher:
-    """A Dispatcher with the bot's router, the allow-list and their dependencies in the workflow data."""
+    """A Dispatcher with the bot's router, the inbox, the allow-list and their dependencies in the workflow data."""
     stats = BotStats(
         model_summary=describe_models(generator),
         queue_depth=lambda: generator.pending,
     )
-    dispatcher = Dispatcher(generator=generator, store=store, admins=admins, settings=settings, stats=stats)
+    inbox = Inbox(store.connection)
+    dispatcher = Dispatcher(
+        generator=generator, store=store, admins=admins, settings=settings, stats=stats, inbox=inbox
+    )
+    dispatcher.update.outer_middleware(KeepUntilAnswered(inbox))
     allow_list = AllowList(settings.allowed_users, settings.allowed_chats)
     dispatcher.message.outer_middleware(allow_list)
     dispatcher.callback_query.outer_middleware(allow_list)
@@ -68,12 +75,14 @@ async def register_commands(bot: Bot) -> None:
         logger.warning("could not register the command menu: %s", error)
 
 
-async def expire_history(store: ChatStore, ttl_days: float) -> None:
-    """Delete turns older than HISTORY_TTL_DAYS now and then every hour."""
+async def housekeeping(store: ChatStore, inbox: Inbox, ttl_days: float) -> None:
+    """Now and then every hour: forget old handled update ids, and turns older than HISTORY_TTL_DAYS if set."""
     while True:
-        dropped = store.drop_turns_before(time.time() - ttl_days * 86400)
-        if dropped:
-            logger.info("deleted %d turns older than %g days", dropped, ttl_days)
+        inbox.prune()
+        if ttl_days:
+            dropped = store.drop_turns_before(time.time() - ttl_days * 86400)
+            if dropped:
+                logger.info("deleted %d turns older than %g days", dropped, ttl_days)
         await asyncio.sleep(3600)
 
 
@@ -87,10 +96,18 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
 
     background: set[asyncio.Task[None]] = set()
 
-    async def on_startup() -> None:
+    async def on_startup(inbox: Inbox, stats: BotStats) -> None:
         await register_commands(bot)
-        if settings.history_ttl_days:
-            background.add(asyncio.create_task(expire_history(store, settings.history_ttl_days)))
+        # Before the first getUpdates: what a crash left is answered before anything new.
+        stats.recovered = await recover(
+            inbox,
+            dispatcher,
+            bot,
+            max_age=settings.recovery_max_age,
+            concurrency=max(1, settings.max_pending // 2),
+            send_missed=partial(note_missed, bot),
+        )
+        background.add(asyncio.create_task(housekeeping(store, inbox, settings.history_ttl_days)))
         await admins.send(
             texts.ADMIN_STARTED.format(
                 models=describe_models(generator),

@@ -61,6 +61,7 @@ class Settings:
     toast_max_new_tokens: int | None = None
     horoscope_max_new_tokens: int | None = None
     shutdown_timeout: float = 30.0
+    recovery_max_age: float = 3600.0
     log_level: str = "info"
 
     def sampling_overrides(self, task: str) -> dict[str, float | int | None]:
@@ -147,6 +148,7 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     "repetition_penalty": (float, "a number above 0", lambda v: v > 0),
     "no_repeat_ngram_size": (_int, "a whole number of 0 or more", lambda v: v >= 0),
     "shutdown_timeout": (float, "a number of seconds of 0 or more", lambda v: v >= 0),
+    "recovery_max_age": (float, "a number of seconds of 0 or more (0: no limit)", lambda v: v >= 0),
     "log_level": (_choice("debug", "info", "warning", "error"), "DEBUG, INFO, WARNING or ERROR", lambda v: True),
 }
 

@@ -40,6 +40,14 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class ChatReply:
+    """The model's reply ("" when it had none) and the turns to add to the history once it is delivered."""
+
+    text: str
+    turns: tuple[Turn, ...] = ()
+
+
+@dataclass(frozen=True)
 class ChatPreferences:
     """A chat's own settings; None means the bot's default."""
 
@@ -66,6 +74,11 @@ class ChatStore:
             raise StoreError(
                 f"the chat database {self.path} can't be used ({error}); move it aside to start afresh"
             ) from None
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database connection, for the bot's other tables (inbox, subscriptions, feedback)."""
+        return self._db
 
     def recent_turns(self, chat_id: int, limit: int) -> list[Turn]:
         """The chat's last ``limit`` turns, oldest first."""

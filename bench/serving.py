@@ -54,7 +54,7 @@ from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER, merge_turns, reply
 from inference.sampling import MODEL_CARD, with_values  # noqa: E402
 from inference.transformers_backend import TransformersBackend  # noqa: E402
 from settings import Settings  # noqa: E402
-from store import BOT_AUTHOR, ChatStore, Turn  # noqa: E402
+from store import BOT_AUTHOR, ChatReply, ChatStore, Turn  # noqa: E402
 
 SHARED_MODEL = ROOT.parent / "shared" / "rudialogpt-small"
 # GPT-2 small's numbers, which ruDialoGPT-small shares (used when ../shared is absent).
@@ -109,8 +109,12 @@ DIALOGUES: tuple[tuple[str, ...], ...] = (
 class Server(Protocol):
     """What a simulated chat talks to: the bot's ReplyGenerator or the naive pool."""
 
-    async def reply(self, chat_id: int, text: str, author: str) -> str:
+    async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
         """Answer one message of the chat."""
+        ...
+
+    def remember(self, chat_id: int, reply: ChatReply) -> None:
+        """Add a delivered reply to the chat's history."""
         ...
 
 
@@ -195,8 +199,8 @@ class NaivePool:
         self._settings = settings
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="naive")
 
-    async def reply(self, chat_id: int, text: str, author: str) -> str:
-        """Generate a reply to ``text`` on its own, in the pool; store both turns as the bot does."""
+    async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
+        """Generate a reply to ``text`` on its own, in the pool."""
         clean = self._model.clean_user_text(text)
         history = self._store.recent_turns(chat_id, HISTORY_WINDOW)
         turns = merge_turns([*history, Turn(author, clean)])[-self._settings.context_turns :]
@@ -207,9 +211,12 @@ class NaivePool:
         if outcome.timed_out:
             raise ReplyTimeoutError(f"generation for chat {chat_id} ran past {self._settings.generation_timeout} s")
         if not outcome.text:
-            return ""
-        self._store.add_turns(chat_id, [Turn(author, clean), Turn(BOT_AUTHOR, outcome.text)])
-        return outcome.text
+            return ChatReply("")
+        return ChatReply(outcome.text, (Turn(author, clean), Turn(BOT_AUTHOR, outcome.text)))
+
+    def remember(self, chat_id: int, reply: ChatReply) -> None:
+        """Store both turns as the bot does once its reply is sent."""
+        self._store.add_turns(chat_id, list(reply.turns))
 
     def shutdown(self) -> None:
         """Stop the pool."""
@@ -341,7 +348,7 @@ async def _chat(server: Server, chat_id: int, author: str, messages: Sequence[st
     for text in messages:
         started = time.perf_counter()
         try:
-            await server.reply(chat_id, text, author)
+            server.remember(chat_id, await server.reply(chat_id, text, author))
         except (ReplyTimeoutError, BusyError):
             errors += 1
             continue

@@ -10,6 +10,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 import texts
 from bot.access import is_private, may_change_settings
+from bot.inbox import Inbox
 from bot.stats import BotStats
 from inference.dialogue import MAX_CONTEXT_TURNS
 from inference.sampling import STYLES
@@ -115,13 +116,14 @@ async def ask_to_forget(message: Message, bot: Bot) -> None:
     await message.answer(texts.FORGET_QUESTION, reply_markup=keyboard.as_markup(), parse_mode=None)
 
 
-async def forget(query: CallbackQuery, callback_data: ForgetChoice, bot: Bot, store: ChatStore) -> None:
+async def forget(query: CallbackQuery, callback_data: ForgetChoice, bot: Bot, store: ChatStore, inbox: Inbox) -> None:
     """Delete the chat's history and settings once confirmed (a group's admins only)."""
     message = await _message_to_change(query, bot)
     if message is None:
         return
     if callback_data.confirmed:
         store.forget_chat(message.chat.id)
+        inbox.forget_chat(message.chat.id)
     await message.edit_text(texts.FORGOTTEN if callback_data.confirmed else texts.FORGET_CANCELLED, parse_mode=None)
     await query.answer()
 
@@ -148,6 +150,7 @@ async def show_stats(message: Message, settings: Settings, stats: BotStats) -> N
             latency=texts.LATENCY.format(p50=latency[0], p95=latency[1]) if latency else texts.NO_REPLIES_YET,
             queue=stats.queue_depth(),
             errors=stats.errors,
+            recovered=stats.recovered,
         ),
         parse_mode=None,
     )

@@ -21,7 +21,7 @@ from aiogram.utils.chat_action import ChatActionSender
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 import texts
-from bot.access import is_private
+from bot.replies import send_plain
 from bot.stats import BotStats
 from inference.modes import HOLIDAYS, HOROSCOPE, SIGNS, TOAST, parse_sign, sign_by_key
 
@@ -133,10 +133,7 @@ async def _send_composed(
         title, fallback = texts.HOROSCOPE_TITLE.format(symbol=sign.symbol, name=sign.name), texts.FALLBACK_HOROSCOPE
     async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
         text = await generator.compose(task, name)
-    reply_to = None if is_private(message) else message.message_id
-    await message.answer(
-        f"{title}\n\n{text or fallback}", reply_markup=more_button(task, topic), reply_to_message_id=reply_to
-    )
+    await send_plain(message, f"{title}\n\n{text or fallback}", reply_markup=more_button(task, topic))
     stats.record_reply(message.chat.id, time.monotonic() - started)
 
 

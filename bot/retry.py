@@ -1,4 +1,4 @@
-"""Retries for Bot API calls: wait out 429s, back off on 5xx and network errors."""
+"""Bot API request middlewares: retries (wait out 429s, back off on 5xx and network errors), expired presses."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import logging
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
-from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
-from aiogram.methods import GetUpdates, TelegramMethod
+from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.methods import AnswerCallbackQuery, GetUpdates, TelegramMethod
 from aiogram.methods.base import Response, TelegramType
 
 logger = logging.getLogger(__name__)
@@ -46,3 +46,26 @@ class RetryRequests(BaseRequestMiddleware):
                 logger.info("%s failed (%s), retry %d in %.1f s", method.__api_method__, error, attempt, wait)
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")
+
+
+class IgnoreExpiredPresses(BaseRequestMiddleware):
+    """Treats answering a button press Telegram no longer knows (too old, answered before) as done.
+
+    A press handled again after a restart, or answered twice on an error path, must still get its
+    real answer in the chat rather than fail on the acknowledgement.
+    """
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        """Call the Bot API; an expired answerCallbackQuery returns success."""
+        try:
+            return await make_request(bot, method)
+        except TelegramBadRequest as error:
+            if not isinstance(method, AnswerCallbackQuery) or "query" not in str(error).lower():
+                raise
+            logger.info("press %s no longer answerable: %s", method.callback_query_id, error)
+            return Response[bool](ok=True, result=True)  # type: ignore[return-value]

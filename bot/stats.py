@@ -19,6 +19,7 @@ class BotStats:
     window: int = 1000
     started: float = field(default_factory=time.monotonic)
     errors: int = 0
+    recovered: int = 0
     replies_today: int = 0
     _today: date = field(default_factory=date.today)
     _latencies: deque[float] = field(init=False)

@@ -14,7 +14,7 @@ from harness import ADMIN, Harness
 
 import texts
 from bot.notify import AdminNotifier
-from handlers import split_text
+from bot.replies import split_text
 from inference.transformers_backend import TransformersBackend
 from store import Turn
 

@@ -1,0 +1,208 @@
+"""A crash loses no message: every update is written to SQLite before it is handled and marked done after.
+
+Telegram counts an update delivered once the next getUpdates starts (or once a webhook post is
+acknowledged), before its answer exists. So the inbox keeps each message and button press until its
+handling ends (an answer, or a definite refusal such as "busy", was sent); at the next start whatever
+is left is handled again, in each chat's order, as a reply to the original message. Done updates keep
+their id (not their text) for a day, so one that Telegram delivers twice is answered once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot, Dispatcher
+from aiogram.types import ReplyParameters, TelegramObject, Update
+
+import texts
+
+logger = logging.getLogger(__name__)
+
+# Set while a recovered update is handled, so its answer replies to the original message.
+RECOVERING: contextvars.ContextVar[bool] = contextvars.ContextVar("recovering", default=False)
+
+# How long a handled update's id is kept to recognise a second delivery.
+DONE_KEPT_SECONDS = 86400.0
+# Start-ups at which an update may be handled again before it is given up (a poison update can't loop forever).
+MAX_ATTEMPTS = 3
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    update_id INTEGER PRIMARY KEY,
+    chat_id INTEGER,
+    payload TEXT,
+    received_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    done_at REAL
+);
+CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (done_at, update_id);
+"""
+
+
+@dataclass(frozen=True)
+class PendingUpdate:
+    """An update that was received but whose handling never ended."""
+
+    update_id: int
+    chat_id: int | None
+    payload: dict[str, Any]
+    attempts: int
+
+
+def _chat_of(update: Update) -> int | None:
+    if update.message is not None:
+        return update.message.chat.id
+    query = update.callback_query
+    if query is not None and query.message is not None:
+        return query.message.chat.id
+    return None
+
+
+def sent_at(payload: dict[str, Any]) -> float | None:
+    """When the user sent the message (or the message under a pressed button was sent), from Telegram's date."""
+    message = payload.get("message") or (payload.get("callback_query") or {}).get("message") or {}
+    date = message.get("date")
+    return float(date) if isinstance(date, int | float) else None
+
+
+class Inbox:
+    """The ``inbox`` table: updates received and not yet done, and the ids of recently done ones."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._db.executescript(_SCHEMA)
+
+    def receive(self, update: Update) -> bool:
+        """Record an update before it is handled; False if it was received before (a second delivery)."""
+        payload = update.model_dump_json(exclude_none=True)
+        with self._db:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO inbox (update_id, chat_id, payload, received_at) VALUES (?, ?, ?, ?)",
+                (update.update_id, _chat_of(update), payload, time.time()),
+            )
+        return cursor.rowcount == 1
+
+    def done(self, update_id: int) -> None:
+        """Mark an update handled: its text goes, its id stays a while to recognise a second delivery."""
+        with self._db:
+            self._db.execute(
+                "UPDATE inbox SET payload = NULL, done_at = ? WHERE update_id = ?", (time.time(), update_id)
+            )
+
+    def pending(self) -> list[PendingUpdate]:
+        """Updates whose handling never ended, oldest first; each call counts one more attempt."""
+        with self._db:
+            self._db.execute("UPDATE inbox SET attempts = attempts + 1 WHERE done_at IS NULL")
+            rows = self._db.execute(
+                "SELECT update_id, chat_id, payload, attempts FROM inbox WHERE done_at IS NULL ORDER BY update_id"
+            ).fetchall()
+        return [
+            PendingUpdate(update_id, chat_id, json.loads(payload), attempts)
+            for update_id, chat_id, payload, attempts in rows
+        ]
+
+    def prune(self, now: float | None = None) -> int:
+        """Forget the ids of updates done more than a day ago; returns how many went."""
+        cutoff = (now or time.time()) - DONE_KEPT_SECONDS
+        with self._db:
+            return self._db.execute("DELETE FROM inbox WHERE done_at < ?", (cutoff,)).rowcount
+
+    def forget_chat(self, chat_id: int) -> None:
+        """Delete what the inbox holds of a chat (used by /forget)."""
+        with self._db:
+            self._db.execute("DELETE FROM inbox WHERE chat_id = ? AND done_at IS NOT NULL", (chat_id,))
+
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class KeepUntilAnswered(BaseMiddleware):
+    """Outer update middleware: record each message and button press first, mark it done when handled.
+
+    An update whose handling raised (its answer, apology included, could not be sent) or was cut
+    off (a crash, a stop past SHUTDOWN_TIMEOUT) stays in the inbox for the next start.
+    """
+
+    def __init__(self, inbox: Inbox) -> None:
+        self._inbox = inbox
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        """Skip a second delivery; otherwise handle the update and mark it done if that ended normally."""
+        if not isinstance(event, Update) or (event.message is None and event.callback_query is None):
+            return await handler(event, data)
+        if not RECOVERING.get() and not self._inbox.receive(event):
+            logger.info("update %s was delivered again; it is answered once", event.update_id)
+            return None
+        result = await handler(event, data)
+        self._inbox.done(event.update_id)
+        return result
+
+
+async def recover(
+    inbox: Inbox,
+    dispatcher: Dispatcher,
+    bot: Bot,
+    *,
+    max_age: float,
+    concurrency: int,
+    send_missed: Callable[[dict[str, Any]], Awaitable[None]],
+) -> int:
+    """Handle the updates a crash or a hurried stop left, each chat's in order; returns how many were taken up.
+
+    A message older than ``max_age`` seconds (0: no limit) gets ``send_missed`` instead of a generated
+    answer; an update tried at MAX_ATTEMPTS start-ups already is given up.
+    """
+    by_chat: dict[int | None, list[PendingUpdate]] = defaultdict(list)
+    for pending in inbox.pending():
+        by_chat[pending.chat_id].append(pending)
+    slots = asyncio.Semaphore(concurrency)
+    now = time.time()
+
+    async def handle(pending: PendingUpdate) -> None:
+        if pending.attempts > MAX_ATTEMPTS:
+            logger.warning("update %s failed at %d start-ups; giving it up", pending.update_id, MAX_ATTEMPTS)
+        else:
+            date = sent_at(pending.payload)
+            if max_age and date is not None and now - date > max_age:
+                await send_missed(pending.payload)
+            else:
+                await dispatcher.feed_raw_update(bot, pending.payload)
+        inbox.done(pending.update_id)
+
+    async def handle_chat(updates: list[PendingUpdate]) -> None:
+        async with slots:
+            for pending in updates:
+                try:
+                    await handle(pending)
+                except Exception:
+                    logger.exception("recovered update %s failed; it stays for the next start", pending.update_id)
+
+    async def recovering() -> None:
+        RECOVERING.set(True)
+        await asyncio.gather(*(handle_chat(updates) for updates in by_chat.values()))
+
+    # A task of its own, so the flag stays inside it.
+    await asyncio.create_task(recovering())
+    count = sum(map(len, by_chat.values()))
+    if count:
+        logger.info("answered %d messages left unanswered at the last stop", count)
+    return count
+
+
+async def note_missed(bot: Bot, payload: dict[str, Any]) -> None:
+    """Tell the sender of a message that waited too long that the bot was away, instead of answering it late."""
+    message = payload.get("message") or (payload.get("callback_query") or {}).get("message") or {}
+    chat_id = (message.get("chat") or {}).get("id")
+    if chat_id is None:
+        return
+    reply = ReplyParameters(message_id=message["message_id"], allow_sending_without_reply=True)
+    await bot.send_message(chat_id, texts.MISSED_WHILE_AWAY, reply_parameters=reply)

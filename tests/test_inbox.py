@@ -1,0 +1,122 @@
+"""The inbox: every update is kept until it is answered, answered again after a crash, and answered once."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+
+import pytest
+from aiogram.exceptions import TelegramNetworkError
+from aiogram.methods import SendMessage
+from harness import Harness
+from recording_session import message_update
+
+import texts
+from bot.inbox import MAX_ATTEMPTS, Inbox, note_missed, recover
+from inference.transformers_backend import TransformersBackend
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir: Path) -> TransformersBackend:
+    return TransformersBackend(str(tiny_model_dir), device="cpu", dtype="float32")
+
+
+@pytest.fixture
+def harness(model: TransformersBackend, tmp_path: Path):
+    harness = Harness(model, tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+def inbox_of(harness: Harness) -> Inbox:
+    return harness.dispatcher["inbox"]
+
+
+async def recover_now(harness: Harness, max_age: float = 3600) -> int:
+    return await recover(
+        inbox_of(harness),
+        harness.dispatcher,
+        harness.bot,
+        max_age=max_age,
+        concurrency=4,
+        send_missed=partial(note_missed, harness.bot),
+    )
+
+
+def reply_target(call: SendMessage) -> int | None:
+    return call.reply_parameters.message_id if call.reply_parameters else None
+
+
+async def test_an_update_delivered_twice_is_answered_once(harness: Harness) -> None:
+    update = message_update(1, "/help")
+    await harness.dispatcher.feed_raw_update(harness.bot, update)
+    await harness.dispatcher.feed_raw_update(harness.bot, update)
+    assert harness.session.texts(1) == [texts.HELP]
+    assert inbox_of(harness).pending() == []
+
+
+async def test_an_answer_that_could_not_be_sent_stays_and_is_sent_at_the_next_start(harness: Harness) -> None:
+    harness.session.fail[SendMessage] = TelegramNetworkError(method=SendMessage(chat_id=1, text="x"), message="down")
+    first, second = message_update(1, "раз"), message_update(1, "/help")
+    for update in (first, second):
+        with pytest.raises(TelegramNetworkError):
+            await harness.dispatcher.feed_raw_update(harness.bot, update)
+    del harness.session.fail[SendMessage]
+    harness.session.calls.clear()  # the recording keeps the refused sends too
+
+    assert await recover_now(harness) == 2
+    sent = harness.session.sent(1)
+    assert [reply_target(call) for call in sent] == [first["message"]["message_id"], second["message"]["message_id"]]
+    assert sent[1].text == texts.HELP and sent[0].text not in (texts.ERROR, texts.BUSY)
+    assert inbox_of(harness).pending() == []
+    # Telegram delivering them again after the restart changes nothing.
+    for update in (first, second):
+        await harness.dispatcher.feed_raw_update(harness.bot, update)
+    assert len(harness.session.sent(1)) == 2
+
+
+async def test_a_message_older_than_the_limit_gets_a_note_instead(harness: Harness) -> None:
+    old = message_update(2, "привет")
+    old["message"]["date"] = int(time.time()) - 7200
+    harness.session.fail[SendMessage] = TelegramNetworkError(method=SendMessage(chat_id=2, text="x"), message="down")
+    with pytest.raises(TelegramNetworkError):
+        await harness.dispatcher.feed_raw_update(harness.bot, old)
+    del harness.session.fail[SendMessage]
+    harness.session.calls.clear()
+    assert await recover_now(harness, max_age=3600) == 1
+    [note] = harness.session.sent(2)
+    assert note.text == texts.MISSED_WHILE_AWAY and reply_target(note) == old["message"]["message_id"]
+    assert harness.store.recent_turns(2, 10) == [], "nothing was generated"
+
+
+async def test_an_update_that_keeps_failing_is_given_up(harness: Harness) -> None:
+    harness.session.fail[SendMessage] = TelegramNetworkError(method=SendMessage(chat_id=3, text="x"), message="down")
+    with pytest.raises(TelegramNetworkError):
+        await harness.dispatcher.feed_raw_update(harness.bot, message_update(3, "/help"))
+    for _ in range(MAX_ATTEMPTS - 1):
+        await recover_now(harness)
+        assert len(inbox_of(harness).pending()) == 1
+    await recover_now(harness)
+    assert inbox_of(harness).pending() == []
+
+
+async def test_forget_removes_the_chats_handled_ids(harness: Harness) -> None:
+    await harness.send(4, "/help")
+    inbox = inbox_of(harness)
+    db = harness.store.connection
+    assert db.execute("SELECT COUNT(*) FROM inbox WHERE chat_id = 4").fetchone()[0] == 1
+    inbox.forget_chat(4)
+    assert db.execute("SELECT COUNT(*) FROM inbox WHERE chat_id = 4").fetchone()[0] == 0
+
+
+def test_handled_ids_are_kept_a_day(tmp_path: Path, harness: Harness) -> None:
+    inbox = inbox_of(harness)
+    db = harness.store.connection
+    db.execute("INSERT INTO inbox (update_id, chat_id, received_at, done_at) VALUES (1, 1, 0, ?)", (time.time(),))
+    db.execute("INSERT INTO inbox (update_id, chat_id, received_at, done_at) VALUES (2, 1, 0, 0)")
+    db.execute("INSERT INTO inbox (update_id, chat_id, payload, received_at) VALUES (3, 1, '{}', 0)")
+    assert inbox.prune() == 1
+    assert [row[0] for row in db.execute("SELECT update_id FROM inbox ORDER BY update_id")] == [1, 3]
