@@ -72,6 +72,7 @@ class FakeTelegram:
         self.token, self.host, self.port = token, host, port
         self.calls: list[Call] = []
         self.updates: list[dict[str, Any]] = []
+        self.delivered: dict[int, dict[str, Any]] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.on_call: Callable[[Call], None] | None = None
@@ -124,8 +125,14 @@ class FakeTelegram:
         """Queue an update (without ``update_id``) for getUpdates; returns its update_id."""
         update = {"update_id": next(self._update_ids), **update}
         self.updates.append(update)
+        self.delivered[update["update_id"]] = update
         self._notify()
         return update["update_id"]
+
+    def redeliver(self, update_ids: list[int]) -> None:
+        """Queue updates again with their ids, as Telegram does for those whose confirmation it never got."""
+        self.updates = sorted([*self.updates, *(self.delivered[i] for i in update_ids)], key=lambda u: u["update_id"])
+        self._notify()
 
     def next_message_id(self, chat_id: int) -> int:
         """The next message_id in a chat (user and bot messages share the sequence, as in Telegram)."""
