@@ -81,6 +81,12 @@ HOROSCOPE_MODEL_PATH = ""
 TOAST_MAX_NEW_TOKENS = None
 HOROSCOPE_MAX_NEW_TOKENS = None
 
+# --- Daily horoscope ------------------------------------------------------------------------------
+# The time /daily uses when none is given (and the "Присылать каждый день" button), "HH:MM".
+DAILY_TIME = "09:00"
+# The time zone of every daily time, an IANA name such as "Europe/Moscow", "Asia/Yekaterinburg" or "UTC".
+TIMEZONE = "Europe/Moscow"
+
 # --- Logging --------------------------------------------------------------------------------------
 # DEBUG, INFO, WARNING or ERROR.
 LOG_LEVEL = "INFO"

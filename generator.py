@@ -138,8 +138,8 @@ class ReplyGenerator:
         job = self.tasks[task]
         return Request(turns, time.monotonic() + self._timeout, sampling or job.sampling, job.backend.name)
 
-    async def _submit(self, request: Request) -> Outcome:
-        return await self._pool.submit(request, key=(request.model, request.sampling))
+    async def _submit(self, request: Request, *, background: bool = False) -> Outcome:
+        return await self._pool.submit(request, key=(request.model, request.sampling), background=background)
 
     async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
         """Reply to ``text`` from ``author`` in ``chat_id``, in the light of the chat's history.
@@ -171,17 +171,18 @@ class ReplyGenerator:
         if reply.turns:
             self._store.add_turns(chat_id, list(reply.turns))
 
-    async def compose(self, task: str, topic: str) -> str:
+    async def compose(self, task: str, topic: str, *, background: bool = False) -> str:
         """A toast or horoscope about ``topic`` (a holiday, a sign), or "" when the model had none.
 
-        Not a turn of any chat's history. Raises EmptyMessageError when nothing of the topic is left
-        once special tokens are removed, BusyError and ReplyTimeoutError.
+        Not a turn of any chat's history. ``background`` work (the daily horoscopes) waits for every
+        interactive request. Raises EmptyMessageError when nothing of the topic is left once special
+        tokens are removed, BusyError and ReplyTimeoutError.
         """
         job = self.tasks[task]
         clean = job.backend.clean_user_text(topic)
         if not clean:
             raise EmptyMessageError(topic)
-        outcome = await self._submit(self._request(task, (request_turn(task, clean),)))
+        outcome = await self._submit(self._request(task, (request_turn(task, clean),)), background=background)
         if outcome.timed_out:
             raise ReplyTimeoutError(f"{task} about {clean!r} ran past {self._timeout} s")
         return outcome.text

@@ -20,6 +20,7 @@ from aiogram.utils.chat_action import ChatActionSender
 import texts
 from bot.access import AddressedToBot, is_private
 from bot.commands import create_commands_router
+from bot.daily import create_daily_router
 from bot.middlewares import ChatOrder
 from bot.modes import LeaveFormOnCommand, create_modes_router
 from bot.notify import AdminNotifier
@@ -143,6 +144,7 @@ def create_router(chat_queue_limit: int) -> Router:
     router.message.register(show_help, Command("help"))
     router.message.register(reset, Command("reset", "delete_history"))
     router.include_router(create_commands_router())
+    router.include_router(create_daily_router())
     # One order for a chat's messages and button presses that generate, so their answers can't overtake each other.
     order = ChatOrder(chat_queue_limit)
     modes_router = create_modes_router()

@@ -17,15 +17,19 @@ from aiogram.types import BotCommand
 
 import texts
 from bot.access import AllowList
+from bot.daily import send_daily
+from bot.delivery import DailyDelivery, SystemClock
 from bot.inbox import Inbox, KeepUntilAnswered, note_missed, recover
 from bot.middlewares import InFlightUpdates
 from bot.notify import AdminNotifier
 from bot.retry import IgnoreExpiredPresses, RetryRequests
 from bot.stats import BotStats
+from bot.subscriptions import Subscription, Subscriptions
 from console import run_console
 from generator import ReplyGenerator, describe_models, load_models
 from handlers import create_router
 from inference.backend import ModelLoadError
+from inference.modes import HOROSCOPE, sign_by_key
 from settings import ConfigError, Settings, load_settings
 from store import ChatStore, StoreError
 
@@ -50,13 +54,21 @@ def create_dispatcher(
     generator: ReplyGenerator, store: ChatStore, admins: AdminNotifier, settings: Settings
 ) -> Dispatcher:
     """A Dispatcher with the bot's router, the inbox, the allow-list and their dependencies in the workflow data."""
+    subscriptions = Subscriptions(store.connection)
     stats = BotStats(
         model_summary=describe_models(generator),
         queue_depth=lambda: generator.pending,
+        subscription_count=subscriptions.count,
     )
     inbox = Inbox(store.connection)
     dispatcher = Dispatcher(
-        generator=generator, store=store, admins=admins, settings=settings, stats=stats, inbox=inbox
+        generator=generator,
+        store=store,
+        admins=admins,
+        settings=settings,
+        stats=stats,
+        inbox=inbox,
+        subscriptions=subscriptions,
     )
     dispatcher.update.outer_middleware(KeepUntilAnswered(inbox))
     allow_list = AllowList(settings.allowed_users, settings.allowed_chats)
@@ -96,7 +108,7 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
 
     background: set[asyncio.Task[None]] = set()
 
-    async def on_startup(inbox: Inbox, stats: BotStats) -> None:
+    async def on_startup(inbox: Inbox, stats: BotStats, subscriptions: Subscriptions) -> None:
         await register_commands(bot)
         # Before the first getUpdates: what a crash left is answered before anything new.
         stats.recovered = await recover(
@@ -108,6 +120,7 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
             send_missed=partial(note_missed, bot),
         )
         background.add(asyncio.create_task(housekeeping(store, inbox, settings.history_ttl_days)))
+        background.add(asyncio.create_task(daily_deliveries(bot, generator, subscriptions, settings).run()))
         await admins.send(
             texts.ADMIN_STARTED.format(
                 models=describe_models(generator),
@@ -127,6 +140,21 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
     dispatcher.startup.register(on_startup)
     dispatcher.shutdown.register(on_shutdown)
     await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
+
+
+def daily_deliveries(
+    bot: Bot, generator: ReplyGenerator, subscriptions: Subscriptions, settings: Settings
+) -> DailyDelivery:
+    """The daily horoscopes: generated in the background through the generator, sent with the bot."""
+    clock = SystemClock(settings.timezone)
+
+    async def compose(sign: str) -> str:
+        return await generator.compose(HOROSCOPE, sign_by_key(sign).name, background=True)
+
+    async def send(subscription: Subscription, text: str) -> None:
+        await send_daily(bot, subscription, text, clock.now().strftime("%d.%m"))
+
+    return DailyDelivery(subscriptions, compose, send, clock)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

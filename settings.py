@@ -11,8 +11,10 @@ import os
 import runpy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from datetime import time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
@@ -62,6 +64,8 @@ class Settings:
     horoscope_max_new_tokens: int | None = None
     shutdown_timeout: float = 30.0
     recovery_max_age: float = 3600.0
+    daily_time: time = time(9, 0)
+    timezone: str = "Europe/Moscow"
     log_level: str = "info"
 
     def sampling_overrides(self, task: str) -> dict[str, float | int | None]:
@@ -112,6 +116,19 @@ def _device(value: str) -> str:
 _device.expected = "auto, cpu, cuda, cuda:N or mps"  # type: ignore[attr-defined]
 
 
+def _time_of_day(value: str) -> time:
+    hours, minutes = value.strip().replace(".", ":").split(":")
+    return time(int(hours), int(minutes))
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(value) from None
+    return value.strip()
+
+
 def _strip(value: str) -> str:
     return value.strip()
 
@@ -148,6 +165,8 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     "repetition_penalty": (float, "a number above 0", lambda v: v > 0),
     "no_repeat_ngram_size": (_int, "a whole number of 0 or more", lambda v: v >= 0),
     "shutdown_timeout": (float, "a number of seconds of 0 or more", lambda v: v >= 0),
+    "daily_time": (_time_of_day, "a time of day such as 09:00", lambda v: True),
+    "timezone": (_timezone, "an IANA time zone such as Europe/Moscow or UTC", lambda v: True),
     "recovery_max_age": (float, "a number of seconds of 0 or more (0: no limit)", lambda v: v >= 0),
     "log_level": (_choice("debug", "info", "warning", "error"), "DEBUG, INFO, WARNING or ERROR", lambda v: True),
 }

@@ -12,6 +12,7 @@ import texts
 from bot.access import is_private, may_change_settings
 from bot.inbox import Inbox
 from bot.stats import BotStats
+from bot.subscriptions import Subscriptions
 from inference.dialogue import MAX_CONTEXT_TURNS
 from inference.sampling import STYLES
 from settings import Settings
@@ -116,7 +117,14 @@ async def ask_to_forget(message: Message, bot: Bot) -> None:
     await message.answer(texts.FORGET_QUESTION, reply_markup=keyboard.as_markup(), parse_mode=None)
 
 
-async def forget(query: CallbackQuery, callback_data: ForgetChoice, bot: Bot, store: ChatStore, inbox: Inbox) -> None:
+async def forget(
+    query: CallbackQuery,
+    callback_data: ForgetChoice,
+    bot: Bot,
+    store: ChatStore,
+    inbox: Inbox,
+    subscriptions: Subscriptions,
+) -> None:
     """Delete the chat's history and settings once confirmed (a group's admins only)."""
     message = await _message_to_change(query, bot)
     if message is None:
@@ -124,6 +132,7 @@ async def forget(query: CallbackQuery, callback_data: ForgetChoice, bot: Bot, st
     if callback_data.confirmed:
         store.forget_chat(message.chat.id)
         inbox.forget_chat(message.chat.id)
+        subscriptions.cancel(message.chat.id)
     await message.edit_text(texts.FORGOTTEN if callback_data.confirmed else texts.FORGET_CANCELLED, parse_mode=None)
     await query.answer()
 
@@ -151,6 +160,7 @@ async def show_stats(message: Message, settings: Settings, stats: BotStats) -> N
             queue=stats.queue_depth(),
             errors=stats.errors,
             recovered=stats.recovered,
+            subscriptions=stats.subscription_count(),
         ),
         parse_mode=None,
     )

@@ -21,12 +21,11 @@ from aiogram.utils.chat_action import ChatActionSender
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 import texts
+from bot.buttons import More, composed_keyboard
 from bot.replies import send_plain
 from bot.stats import BotStats
 from inference.modes import HOLIDAYS, HOROSCOPE, SIGNS, TOAST, parse_sign, sign_by_key
 
-# Telegram's limit on a button's callback data, in bytes.
-_CALLBACK_DATA_LIMIT = 64
 # A holiday's name longer than this is cut: it is a title, not a story.
 MAX_HOLIDAY_NAME = 100
 _OTHER = "other"
@@ -50,13 +49,6 @@ class SignChoice(CallbackData, prefix="sign"):
     """A press on a zodiac sign button."""
 
     sign: str
-
-
-class More(CallbackData, prefix="more"):
-    """A press on "Ещё" under a toast (topic: a holiday key or its name) or a horoscope (topic: a sign key)."""
-
-    task: str
-    topic: str
 
 
 class CancelForm(CallbackData, prefix="cancel"):
@@ -106,16 +98,6 @@ def sign_keyboard() -> InlineKeyboardMarkup:
     return keyboard.as_markup()
 
 
-def more_button(task: str, topic: str) -> InlineKeyboardMarkup:
-    """The "Ещё" button; a custom holiday's name is cut to fit Telegram's callback data (and loses its colons)."""
-    prefix = More(task=task, topic="").pack().encode()
-    topic = topic.replace(More.__separator__, " ").encode()[: _CALLBACK_DATA_LIMIT - len(prefix)]
-    topic = topic.decode(errors="ignore").strip()
-    keyboard = InlineKeyboardBuilder()
-    keyboard.button(text=texts.MORE_BUTTON, callback_data=More(task=task, topic=topic))
-    return keyboard.as_markup()
-
-
 async def _send_composed(
     message: Message, bot: Bot, generator: Composer, stats: BotStats, task: str, topic: str
 ) -> None:
@@ -133,7 +115,7 @@ async def _send_composed(
         title, fallback = texts.HOROSCOPE_TITLE.format(symbol=sign.symbol, name=sign.name), texts.FALLBACK_HOROSCOPE
     async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
         text = await generator.compose(task, name)
-    await send_plain(message, f"{title}\n\n{text or fallback}", reply_markup=more_button(task, topic))
+    await send_plain(message, f"{title}\n\n{text or fallback}", reply_markup=composed_keyboard(task, topic))
     stats.record_reply(message.chat.id, time.monotonic() - started)
 
 

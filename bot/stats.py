@@ -16,6 +16,7 @@ class BotStats:
 
     model_summary: str = ""
     queue_depth: Callable[[], int] = lambda: 0
+    subscription_count: Callable[[], int] = lambda: 0
     window: int = 1000
     started: float = field(default_factory=time.monotonic)
     errors: int = 0

@@ -22,6 +22,7 @@ Result = TypeVar("Result")
 class _Pending(Generic[Item, Result]):
     item: Item
     key: Hashable
+    background: bool
     future: asyncio.Future[Result] = field(repr=False)
 
 
@@ -32,6 +33,9 @@ class BatchingPool(Generic[Item, Result]):
     busy they queue and leave together as soon as one frees. Only items with the same key share a
     batch (e.g. the same sampling settings). More than ``max_pending`` waiting or running items
     raise BusyError at once, so memory stays bounded under a flood.
+
+    Background items (scheduled work such as the daily horoscopes) leave only when no interactive
+    item waits, and don't count towards ``max_pending``: their caller bounds how many it submits.
     """
 
     def __init__(
@@ -50,23 +54,27 @@ class BatchingPool(Generic[Item, Result]):
         self._window = window
         self._max_pending = max_pending
         self._queue: list[_Pending[Item, Result]] = []
-        self._running = 0
+        self._in_flight: list[_Pending[Item, Result]] = []
         self._dispatch_task: asyncio.Task[None] | None = None
         self._batch_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def pending(self) -> int:
         """Items queued or being generated now."""
-        return len(self._queue) + self._running
+        return len(self._queue) + len(self._in_flight)
 
-    async def submit(self, item: Item, key: Hashable = None) -> Result:
-        """Queue one item and wait for its result; raises BusyError when the queue is full."""
-        if self.pending >= self._max_pending:
+    async def submit(self, item: Item, key: Hashable = None, *, background: bool = False) -> Result:
+        """Queue one item and wait for its result; raises BusyError when interactive items fill the queue."""
+        if not background and self._interactive() >= self._max_pending:
             raise BusyError(f"{self.pending} requests pending")
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(item, key, future))
+        self._queue.append(_Pending(item, key, background, future))
         self._wake()
         return await future
+
+    def _interactive(self) -> int:
+        """Interactive items queued or being generated."""
+        return sum(not p.background for p in (*self._queue, *self._in_flight))
 
     def run_sync(self, items: Sequence[Item]) -> Sequence[Result]:
         """Run one batch in the calling thread (warm-up, console)."""
@@ -88,7 +96,7 @@ class BatchingPool(Generic[Item, Result]):
                 if not batch:
                     continue
                 self._idle_workers -= 1
-                self._running += len(batch)
+                self._in_flight += batch
                 task = asyncio.create_task(self._run(batch))
                 self._batch_tasks.add(task)
                 task.add_done_callback(self._batch_tasks.discard)
@@ -100,8 +108,10 @@ class BatchingPool(Generic[Item, Result]):
         self._queue = [pending for pending in self._queue if not pending.future.done()]
         if not self._queue:
             return []
-        key = self._queue[0].key
-        batch = [pending for pending in self._queue if pending.key == key][: self._max_batch]
+        # Interactive items first; within each kind, arrival order.
+        ordered = sorted(self._queue, key=lambda pending: pending.background)
+        key = ordered[0].key
+        batch = [pending for pending in ordered if pending.key == key][: self._max_batch]
         taken = {id(pending) for pending in batch}
         self._queue = [pending for pending in self._queue if id(pending) not in taken]
         return batch
@@ -119,6 +129,7 @@ class BatchingPool(Generic[Item, Result]):
                 if not pending.future.done():
                     pending.future.set_result(result)
         finally:
-            self._running -= len(batch)
+            taken = {id(pending) for pending in batch}
+            self._in_flight = [pending for pending in self._in_flight if id(pending) not in taken]
             self._idle_workers += 1
             self._wake()

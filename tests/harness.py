@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from aiogram import Bot
@@ -9,7 +11,8 @@ from recording_session import RecordingSession, callback_update, message_update
 
 from bot.notify import AdminNotifier
 from generator import ReplyGenerator
-from inference.backend import Backend
+from inference.backend import Backend, Outcome, Request
+from inference.transformers_backend import TransformersBackend
 from main import create_dispatcher
 from settings import Settings
 from store import ChatStore
@@ -43,3 +46,25 @@ class Harness:
     def close(self) -> None:
         self.generator.shutdown()
         self.store.close()
+
+
+class RecordingBackend:
+    """A real backend that also records every batch it generates, and can be held closed by ``gate``."""
+
+    def __init__(self, backend: TransformersBackend) -> None:
+        self.backend = backend
+        self.batches: list[list[Request]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.backend, name)
+
+    @property
+    def requests(self) -> list[Request]:
+        return [request for batch in self.batches for request in batch]
+
+    def generate(self, requests: Sequence[Request]) -> list[Outcome]:
+        self.gate.wait(10)
+        self.batches.append(list(requests))
+        return self.backend.generate(requests)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Sequence
 
@@ -99,4 +100,21 @@ async def test_a_caller_that_gave_up_is_not_generated_for() -> None:
     recorder.gate.set()
     assert await asyncio.gather(busy, kept) == [0, 20]
     assert recorder.batches == [[0], [2]]
+    pool.shutdown()
+
+
+async def test_interactive_items_leave_before_background_ones_and_are_never_refused_for_them() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    pool = BatchingPool(recorder, workers=1, max_batch=2, window=0.0, max_pending=2)
+    running = asyncio.ensure_future(pool.submit(0, background=True))
+    await asyncio.sleep(0.02)  # the worker is busy with a background batch
+    background = [asyncio.ensure_future(pool.submit(i, background=True)) for i in range(1, 7)]
+    await asyncio.sleep(0.01)
+    interactive = [asyncio.ensure_future(pool.submit(i)) for i in (100, 101)]
+    await asyncio.sleep(0.01)
+    recorder.gate.set()
+    await asyncio.gather(running, *background, *interactive)
+    assert recorder.batches[:2] == [[0], [100, 101]], "chat waits for the running batch only"
+    assert sorted(itertools.chain(*recorder.batches[2:])) == [1, 2, 3, 4, 5, 6]
     pool.shutdown()

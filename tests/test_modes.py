@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from aiogram.methods import AnswerCallbackQuery, SendMessage
 from conftest import build_tiny_model
-from harness import Harness
+from harness import Harness, RecordingBackend
 
 import texts
-from bot.modes import CancelForm, More, SignChoice, ToastChoice, more_button
+from bot.buttons import DailySubscribe, More, composed_keyboard
+from bot.modes import CancelForm, SignChoice, ToastChoice
 from generator import MIN_PROMPT_TOKENS, task_sampling
-from inference.backend import ModelLoadError, Outcome, Request
+from inference.backend import ModelLoadError
 from inference.codec import PromptCodec
 from inference.modes import HOLIDAYS, HOROSCOPE, SIGNS, TOAST, parse_sign, request_turn
 from inference.sampling import MODEL_CARD, TASK_DEFAULTS
@@ -24,28 +23,6 @@ from settings import Settings
 from store import Turn
 
 GROUP = -100500
-
-
-class RecordingBackend:
-    """A real backend that also records every batch it generates, and can be held closed by ``gate``."""
-
-    def __init__(self, backend: TransformersBackend) -> None:
-        self.backend = backend
-        self.batches: list[list[Request]] = []
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.backend, name)
-
-    @property
-    def requests(self) -> list[Request]:
-        return [request for batch in self.batches for request in batch]
-
-    def generate(self, requests: Sequence[Request]) -> list[Outcome]:
-        self.gate.wait(10)
-        self.batches.append(list(requests))
-        return self.backend.generate(requests)
 
 
 @pytest.fixture(scope="module")
@@ -153,11 +130,11 @@ def test_a_new_token_limit_must_leave_room_for_a_prompt(model: TransformersBacke
     assert task_sampling(TOAST, small, Settings()).max_new_tokens == 100 - MIN_PROMPT_TOKENS
 
 
-def test_the_more_button_fits_telegrams_callback_data_limit() -> None:
-    markup = more_button(TOAST, "Международный день: очень длинное название праздника, " * 3)
+def test_the_composed_keyboard_fits_telegrams_callback_data_limit() -> None:
+    markup = composed_keyboard(TOAST, "Международный день: очень длинное название праздника, " * 3)
     data = markup.inline_keyboard[0][0].callback_data
     assert len(data.encode()) <= 64 and More.unpack(data).topic.startswith("Международный день  очень")
-    assert More.unpack(more_button(TOAST, "birthday").inline_keyboard[0][0].callback_data).topic == "birthday"
+    assert More.unpack(composed_keyboard(TOAST, "birthday").inline_keyboard[0][0].callback_data).topic == "birthday"
 
 
 # --- the commands -------------------------------------------------------------------------------------------
@@ -229,7 +206,10 @@ async def test_horoscope_by_name_in_any_form(harness: Harness, recorder: Recordi
     assert horoscope.startswith(texts.HOROSCOPE_TITLE.format(symbol="♌", name="Лев") + "\n\n")
     assert recorder.requests[-1].turns == (request_turn(HOROSCOPE, "Лев"),)
     assert recorder.requests[-1].sampling == TASK_DEFAULTS[HOROSCOPE]
-    assert buttons(harness, 1) == [(texts.MORE_BUTTON, More(task=HOROSCOPE, topic="leo").pack())]
+    assert buttons(harness, 1) == [
+        (texts.MORE_BUTTON, More(task=HOROSCOPE, topic="leo").pack()),
+        (texts.DAILY_BUTTON, DailySubscribe(sign="leo").pack()),
+    ]
 
 
 async def test_an_unknown_sign_lists_the_signs_without_generating(harness: Harness, recorder: RecordingBackend) -> None:
