@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from errors import EmptyMessageError, ReplyTimeoutError
-from inference.backend import Backend, ModelLoadError, Outcome, Request
-from inference.batching import BatchingPool
+from inference.backend import Backend, ModelLoadError, Outcome, RemoteBackend, Request
+from inference.batching import BatchingPool, ConcurrentRunner
 from inference.dialogue import merge_turns
 from inference.modes import CHAT, TASKS, request_turn
+from inference.openai_backend import OpenAIBackend
 from inference.sampling import STYLES, TASK_DEFAULTS, Sampling, with_values
 from inference.transformers_backend import TransformersBackend
 from settings import Settings
@@ -71,7 +72,18 @@ def task_sampling(task: str, backend: Backend, settings: Settings) -> Sampling:
 
 
 def load_models(settings: Settings) -> tuple[Backend, dict[str, Backend]]:
-    """The chat model and each other task's model, each directory loaded once however many tasks name it."""
+    """The chat model and each other task's model, each directory loaded once however many tasks name it.
+
+    With BACKEND=openai the inference server's model does every task; MODEL_PATH gives the tokenizer.
+    """
+    if settings.backend == "openai":
+        remote = OpenAIBackend(
+            settings.inference_url,
+            tokenizer_path=settings.model_path,
+            model=settings.inference_model,
+            api_key=settings.inference_api_key,
+        )
+        return remote, {}
     loaded: dict[str, Backend] = {}
 
     def load(path: str) -> Backend:
@@ -105,12 +117,18 @@ class ReplyGenerator:
             task: TaskModel(backend, task_sampling(task, backend, settings)) for task, backend in backends.items()
         }
         self._backends = {backend.name: backend for backend in backends.values()}
-        self._pool: BatchingPool[Request, Outcome] = BatchingPool(
-            self._generate,
-            workers=settings.workers,
-            max_batch=settings.max_batch,
-            window=settings.batch_window_ms / 1000,
-            max_pending=settings.max_pending,
+        # A remote server batches on its own: its requests go out from the event loop, no thread pool.
+        self._remote = all(isinstance(backend, RemoteBackend) for backend in self._backends.values())
+        self._pool: BatchingPool[Request, Outcome] | ConcurrentRunner[Request, Outcome] = (
+            ConcurrentRunner(self._agenerate, max_pending=settings.max_pending)
+            if self._remote
+            else BatchingPool(
+                self._generate,
+                workers=settings.workers,
+                max_batch=settings.max_batch,
+                window=settings.batch_window_ms / 1000,
+                max_pending=settings.max_pending,
+            )
         )
 
     @property
@@ -127,11 +145,17 @@ class ReplyGenerator:
         # The pool batches only requests of one model and one sampling (their key).
         return self._backends[requests[0].model].generate(requests)
 
+    async def _agenerate(self, request: Request) -> Outcome:
+        return await self._backends[request.model].agenerate(request)
+
     def warm_up(self) -> None:
-        """Run one short generation per model so the first user doesn't pay for lazy initialisation."""
+        """Run one short generation per local model so the first user doesn't pay for lazy initialisation."""
+        if self._remote:
+            return  # the server is warm; its start-up check listed its models
         started = time.perf_counter()
-        for task in TASKS:
-            self._pool.run_sync([self._request(task, ("привет",))])
+        first_task = {job.backend.name: task for task, job in reversed(self.tasks.items())}
+        for task in first_task.values():
+            self._generate([self._request(task, ("привет",))])
         logger.info("warm-up generations took %.2f s", time.perf_counter() - started)
 
     def _request(self, task: str, turns: tuple[str, ...], sampling: Sampling | None = None) -> Request:
@@ -194,3 +218,9 @@ class ReplyGenerator:
     def shutdown(self) -> None:
         """Let running generations finish and stop the pool."""
         self._pool.shutdown()
+
+    async def aclose(self) -> None:
+        """Close remote backends' connections (local ones hold none)."""
+        for backend in self._backends.values():
+            if isinstance(backend, RemoteBackend):
+                await backend.aclose()

@@ -38,6 +38,10 @@ class Settings:
     trigger_word: str = ""
     telegram_api_base: str = ""
     model_path: str = "saved_model"
+    backend: str = "auto"
+    inference_url: str = ""
+    inference_api_key: str = ""
+    inference_model: str = ""
     device: str = "auto"
     dtype: str = "auto"
     workers: int = 1
@@ -142,6 +146,10 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     "trigger_word": (_strip, "one word such as Тимоха", lambda v: v == "" or v.split() == [v]),
     "telegram_api_base": (_strip, "a URL such as http://127.0.0.1:8081", lambda v: v == "" or "://" in v),
     "model_path": (_strip, "a model directory or a hub id", lambda v: bool(v)),
+    "backend": (_choice("auto", "transformers", "openai"), "auto, transformers or openai", lambda v: True),
+    "inference_url": (_strip, "a URL such as http://gpu-box:8000/v1", lambda v: v == "" or "://" in v),
+    "inference_api_key": (_strip, "the inference server's API key", lambda v: True),
+    "inference_model": (_strip, "a model name the inference server serves", lambda v: True),
     "device": (_device, _device.expected, lambda v: True),  # type: ignore[attr-defined]
     "dtype": (_choice("auto", "float32", "float16", "bfloat16"), "auto, float32, float16 or bfloat16", lambda v: True),
     "workers": (_int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64),
@@ -214,9 +222,17 @@ def load_settings(
         except ValueError:
             value = None
         if value is None or not valid(value):
-            shown = "(hidden)" if field.name == "bot_token" else repr(raw)
+            shown = "(hidden)" if field.name in ("bot_token", "inference_api_key") else repr(raw)
             raise ConfigError(f"{field.name.upper()} must be {expected}, got {shown}")
         values[field.name] = value
+    if values.get("backend") == "openai":
+        if not values.get("inference_url"):
+            raise ConfigError("INFERENCE_URL must be set with BACKEND=openai, e.g. http://gpu-box:8000/v1")
+        if values.get("toast_model_path") or values.get("horoscope_model_path"):
+            raise ConfigError(
+                "with BACKEND=openai the server's model does every task: leave TOAST_MODEL_PATH and "
+                "HOROSCOPE_MODEL_PATH empty"
+            )
     token = values.get("bot_token", "")
     if token and (":" not in token or any(ch.isspace() for ch in token)):
         raise ConfigError("BOT_TOKEN does not look like a bot token (expected digits:letters from @BotFather)")

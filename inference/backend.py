@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from inference.sampling import MODEL_CARD, Sampling
 
@@ -69,7 +69,7 @@ def check_model_path(model_path: str, *, weights: bool = True) -> None:
 
 
 class Backend(Protocol):
-    """A loaded model that generates batches of requests in a worker thread (transformers, CTranslate2)."""
+    """What the generator needs of any model, local or remote."""
 
     name: str
     load_seconds: float
@@ -79,13 +79,31 @@ class Backend(Protocol):
 
     @property
     def summary(self) -> str:
-        """The engine, device and number format, e.g. ``transformers, cpu, float32``."""
+        """The engine, where it runs and its number format, e.g. ``transformers, cpu, float32``."""
         ...
 
     def clean_user_text(self, text: str) -> str:
         """The user's text without special tokens or invisible characters."""
         ...
 
+
+@runtime_checkable
+class LocalBackend(Backend, Protocol):
+    """A model in this process that generates batches in a worker thread (transformers, CTranslate2)."""
+
     def generate(self, requests: Sequence[Request]) -> list[Outcome]:
         """One outcome per request, generated together (they share ``sampling`` and ``model``)."""
+        ...
+
+
+@runtime_checkable
+class RemoteBackend(Backend, Protocol):
+    """A model on an inference server, asked from the event loop (it batches concurrent requests itself)."""
+
+    async def agenerate(self, request: Request) -> Outcome:
+        """One outcome, by the request's deadline."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connections."""
         ...

@@ -7,7 +7,7 @@ Pure asyncio: the batch function (a batched ``generate()``) runs in the pool thr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -76,10 +76,6 @@ class BatchingPool(Generic[Item, Result]):
         """Interactive items queued or being generated."""
         return sum(not p.background for p in (*self._queue, *self._in_flight))
 
-    def run_sync(self, items: Sequence[Item]) -> Sequence[Result]:
-        """Run one batch in the calling thread (warm-up, console)."""
-        return self._run_batch(items)
-
     def shutdown(self) -> None:
         """Stop accepting work and let running batches finish."""
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -133,3 +129,40 @@ class BatchingPool(Generic[Item, Result]):
             self._in_flight = [pending for pending in self._in_flight if id(pending) not in taken]
             self._idle_workers += 1
             self._wake()
+
+
+class ConcurrentRunner(Generic[Item, Result]):
+    """Runs ``run_one(item)`` coroutines on the event loop itself, for a remote server that batches on its own.
+
+    The same bound as the pool: more than ``max_pending`` interactive items at once raise BusyError.
+    """
+
+    def __init__(self, run_one: Callable[[Item], Awaitable[Result]], *, max_pending: int) -> None:
+        self._run_one = run_one
+        self._max_pending = max_pending
+        self._interactive = 0
+        self._background = 0
+
+    @property
+    def pending(self) -> int:
+        """Items being generated now."""
+        return self._interactive + self._background
+
+    async def submit(self, item: Item, key: Hashable = None, *, background: bool = False) -> Result:
+        """Generate one item; raises BusyError when ``max_pending`` interactive items are under way."""
+        if not background and self._interactive >= self._max_pending:
+            raise BusyError(f"{self.pending} requests pending")
+        if background:
+            self._background += 1
+        else:
+            self._interactive += 1
+        try:
+            return await self._run_one(item)
+        finally:
+            if background:
+                self._background -= 1
+            else:
+                self._interactive -= 1
+
+    def shutdown(self) -> None:
+        """Nothing to stop: the requests run on the event loop."""

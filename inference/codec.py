@@ -48,7 +48,10 @@ class PromptCodec:
 
     def decode(self, row: Sequence[int]) -> str:
         """The reply text of generated ids: up to the first speaker or pad token, cleaned."""
-        text = self.tokenizer.decode(reply_ids(row, self.tokens), skip_special_tokens=True)
+        return self.clean_reply(self.tokenizer.decode(reply_ids(row, self.tokens), skip_special_tokens=True))
+
+    def clean_reply(self, text: str) -> str:
+        """A generated text cut at the first special token's text, without invisible or broken characters."""
         return clean_reply(text, self.tokens.forbidden_texts)
 
 
