@@ -20,8 +20,6 @@ from inference.modes import TASKS
 from training.formats import InputError
 from training.options import TrainingInterrupted, TrainSettings, check_paths
 
-logger = logging.getLogger("train")
-
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Adds "(default: …)" only where there is a default to tell: not to required options, flags or None."""
@@ -131,7 +129,9 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
 
 def _train(argv: list[str] | None) -> int:
     settings = parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    # The run's own progress lines; libraries say only warnings (torch logs cache statistics at exit at INFO).
+    logging.getLogger("training").setLevel(logging.INFO)
     try:
         check_paths(settings)
         # torch and transformers take seconds to import: only after the checks that need neither.
