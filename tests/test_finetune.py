@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, RUDIALOGPT_DIR, SHARED, TINY_TEXTS
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, GPT2LMHeadModel
 
 import train
@@ -386,7 +387,7 @@ def test_no_weight_decay_on_biases_and_layer_norms(tokenizer) -> None:
     assert sum(len(group["params"]) for group in groups) == len(list(model.parameters()))
 
 
-def test_a_run_interrupted_by_ctrl_c_mid_step_resumes_to_the_same_model(tmp_path: Path) -> None:
+def test_a_run_interrupted_by_ctrl_c_resumes_to_the_same_model(tmp_path: Path) -> None:
     """Ctrl+C halfway through a step (dropout masks drawn, one micro-batch's gradients in) resumes exactly."""
     settings = tiny_settings(tmp_path, max_steps=8, save_every=3, grad_accum=2, dropout=0.1)
     straight = loop.run(settings)
@@ -402,6 +403,29 @@ def test_a_run_interrupted_by_ctrl_c_mid_step_resumes_to_the_same_model(tmp_path
 
     assert resumed.before == straight.before
     assert resumed.after.loss == pytest.approx(straight.after.loss, abs=1e-6)
+    weights = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(weights[name], tensor, rtol=1e-5, atol=1e-6)
+
+    # Ctrl+C between the optimizer's update and the step's end can't be saved: the run resumes, as after
+    # a kill, from the last periodic checkpoint (step 3), and still ends at the same model.
+    updates = []
+
+    def interrupt_the_fifth_update(optimizer: object, args: object, kwargs: object) -> None:
+        updates.append(1)
+        if len(updates) == 5:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "resumed_again"
+    handle = register_optimizer_step_post_hook(interrupt_the_fifth_update)
+    try:
+        with pytest.raises(
+            TrainingInterrupted, match="while updating the weights: resumes from the checkpoint of step 3"
+        ):
+            loop.run(replace(settings, out=out))
+    finally:
+        handle.remove()
+    assert loop.run(replace(settings, out=out)).after.loss == pytest.approx(straight.after.loss, abs=1e-6)
     weights = AutoModelForCausalLM.from_pretrained(out).state_dict()
     for name, tensor in expected.items():
         torch.testing.assert_close(weights[name], tensor, rtol=1e-5, atol=1e-6)
