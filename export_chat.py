@@ -5,7 +5,10 @@
 Each row is a reply and up to three turns before it (columns context_3,context_2,context_1,response).
 Consecutive messages of one author make one turn; a message that replies to an earlier one continues
 that thread instead of the chronological one. Service messages and empty texts (stickers, media
-without a caption) are skipped; rows with links and duplicate rows are dropped.
+without a caption) are skipped; rows with links and duplicate rows are dropped. A forwarded message
+is someone else's words, not its forwarder's: it is left out like a lost turn, so nothing answers it
+and it answers nothing. A turn longer than 4,096 characters (one Telegram message) keeps its last
+4,096 from a word's start, as train.py keeps the newest tokens of a long context.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.formats import COLUMNS
+from training.formats import COLUMNS, MAX_TURN_CHARS
 
 logger = logging.getLogger("export_chat")
 
@@ -42,6 +45,7 @@ class Message:
     text: str
     reply_to: int | None = None
     has_link: bool = False
+    forwarded: bool = False
 
 
 @dataclass
@@ -52,8 +56,17 @@ class _Turn:
     has_link: bool
 
     @property
+    def long(self) -> bool:
+        return len(" ".join(self.texts)) > MAX_TURN_CHARS
+
+    @property
     def text(self) -> str:
-        return " ".join(self.texts)
+        """The turn's messages as one line, its last MAX_TURN_CHARS from a word's start when longer."""
+        joined = " ".join(self.texts)
+        if len(joined) <= MAX_TURN_CHARS:
+            return joined
+        tail = joined[-MAX_TURN_CHARS:]
+        return tail[tail.find(" ") + 1 :]  # from the start of a word (all of it when one word fills it)
 
 
 @dataclass
@@ -63,6 +76,8 @@ class ExportStats:
     messages: int = 0
     service: int = 0
     empty: int = 0
+    forwarded: int = 0
+    long_turns: int = 0
     rows: int = 0
     without_context: int = 0
     with_links: int = 0
@@ -118,10 +133,14 @@ def parse_messages(raw: object, where: str, stats: ExportStats) -> Iterator[Mess
             raise ExportError(f"{at}: no 'id'")
         at = f"{at} (id {message_id})"
         text, has_link = _text(message.get("text", ""), at)
-        if not text:
+        forwarded = "forwarded_from" in message
+        if forwarded:
+            stats.forwarded += 1
+        elif not text:
             stats.empty += 1
         author = message.get("from_id") or message.get("from") or ""
-        yield Message(message_id, str(author), text, _optional_int(message, "reply_to_message_id", at), has_link)
+        reply_to = _optional_int(message, "reply_to_message_id", at)
+        yield Message(message_id, str(author), text, reply_to, has_link, forwarded)
 
 
 def build_turns(messages: Iterable[Message]) -> list[_Turn]:
@@ -129,12 +148,16 @@ def build_turns(messages: Iterable[Message]) -> list[_Turn]:
 
     A turn answers the turn its first message replies to (when that is another author's), else the
     turn just before it. Empty messages are skipped, but one from another author is a turn we lost:
-    the next turn, unless it is a reply, answers nothing.
+    the next turn, unless it is a reply, answers nothing. A forwarded message is always such a lost
+    turn, whoever forwarded it.
     """
     turns: list[_Turn] = []
     turn_of: dict[int, int] = {}
     gap = False
     for message in messages:
+        if message.forwarded:
+            gap = True
+            continue
         if not message.text:
             if turns and turns[-1].author != message.author:
                 gap = True
@@ -199,6 +222,9 @@ def _chats(data: object, path: Path) -> list[tuple[str, object]]:
 
 def export(result_json: Path, out_csv: Path) -> ExportStats:
     """Read a Telegram Desktop export and write its dialogue windows as CSV; returns the counts."""
+    out, source = Path(out_csv), Path(result_json)
+    if out.resolve() == source.resolve() or (out.exists() and source.exists() and out.samefile(source)):
+        raise ExportError(f"{out_csv}: that is the export itself: name another file for the CSV")
     try:
         data = json.loads(Path(result_json).read_text(encoding="utf-8-sig"))
     except OSError as error:
@@ -211,10 +237,19 @@ def export(result_json: Path, out_csv: Path) -> ExportStats:
     rows: dict[tuple[str, str, str, str], None] = {}
     for where, messages in _chats(data, Path(result_json)):
         stats.chats += 1
-        for row in windows(build_turns(parse_messages(messages, where, stats)), stats):
+        turns = build_turns(parse_messages(messages, where, stats))
+        stats.long_turns += sum(turn.long for turn in turns)
+        for row in windows(turns, stats):
             if row in rows:
                 stats.duplicates += 1
             rows[row] = None
+    if not rows:
+        raise ExportError(
+            f"{result_json}: no messages in the export"
+            if not stats.messages
+            else f"{result_json}: no dialogue to write: none of its {stats.messages} messages answers another "
+            f"author's text message (without links)"
+        )
     try:
         with Path(out_csv).open("w", encoding="utf-8", newline="") as file:
             writer = csv.writer(file)
@@ -239,12 +274,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"export_chat.py: {error}\n")
         return 2
     logger.info(
-        "%d messages in %d chat(s): %d service and %d empty skipped; wrote %d rows to %s "
-        "(dropped %d without context, %d with links, %d duplicates)",
+        "%d messages in %d chat(s): %d service, %d empty and %d forwarded skipped; %d turns cut to their last %d "
+        "characters; wrote %d rows to %s (dropped %d without context, %d with links, %d duplicates)",
         stats.messages,
         stats.chats,
         stats.service,
         stats.empty,
+        stats.forwarded,
+        stats.long_turns,
+        MAX_TURN_CHARS,
         stats.rows,
         args.out_csv,
         stats.without_context,

@@ -97,9 +97,11 @@ def test_full_account_export_reads_every_chat(tmp_path: Path) -> None:
 
 def test_the_csv_feeds_the_trainer(tmp_path: Path) -> None:
     export_chat.export(write_export(tmp_path / "result.json", {"messages": CHAT}), tmp_path / "chat.csv")
-    dialogues, skipped = formats.read_dialogues(tmp_path / "chat.csv")
-    assert skipped == 0
-    assert dialogues[2] == formats.Dialogue(("Привет как дела?", "Нормально а ты?", "Тоже хорошо"), "я про море читала")
+    read = formats.read_rows(tmp_path / "chat.csv")
+    assert read.incomplete == 0
+    assert read.dialogues[2] == formats.Dialogue(
+        ("Привет как дела?", "Нормально а ты?", "Тоже хорошо"), "я про море читала"
+    )
 
 
 @pytest.mark.parametrize(
@@ -112,6 +114,12 @@ def test_the_csv_feeds_the_trainer(tmp_path: Path) -> None:
         ('{"messages": [{"id": 1, "type": "message", "text": 5}]}', "messages[0] (id 1): 'text' is neither"),
         ('{"messages": [{"type": "message", "text": "a"}]}', "messages[0]: no 'id'"),
         ('{"messages": [{"id": 1, "text": "a", "reply_to_message_id": "2"}]}', "'reply_to_message_id' is not a number"),
+        ('{"messages": []}', "no messages in the export"),
+        ('{"chats": {"list": []}}', "no messages in the export"),
+        (
+            '{"messages": [{"id": 1, "text": "a", "from": "x"}, {"id": 2, "text": "b", "from": "x"}]}',
+            "no dialogue to write: none of its 2 messages answers another author's",
+        ),
     ],
 )
 def test_bad_export_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture, content, expected) -> None:
@@ -143,3 +151,46 @@ def test_command_line(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr and "missing.json: cannot read" in bad.stderr
+
+
+def test_the_output_is_never_the_export_itself(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    export = write_export(tmp_path / "result.json", {"messages": CHAT})
+    original = export.read_bytes()
+    (tmp_path / "link.json").symlink_to(export)
+    for out in (export, tmp_path / "." / "result.json", tmp_path / "link.json"):
+        assert export_chat.main([str(export), str(out)]) == 2
+        error = capsys.readouterr().err
+        assert error == f"export_chat.py: {out}: that is the export itself: name another file for the CSV\n"
+    assert export.read_bytes() == original
+
+
+def test_forwarded_messages_are_nobodys_turn(tmp_path: Path) -> None:
+    """A forward is someone else's words: not its forwarder's turn, and not a turn that is answered."""
+    chat = [
+        message(1, "alice", "Привет"),
+        message(2, "bob", "Смотри, что пишут", forwarded_from="Новости"),
+        message(3, "alice", "Ого"),
+        message(4, "bob", "Вот-вот"),
+        message(5, "bob", "Переслал", forwarded_from="Канал"),
+        message(6, "bob", "и ещё"),
+        message(7, "alice", "понятно"),
+    ]
+    stats = export_chat.export(write_export(tmp_path / "result.json", {"messages": chat}), tmp_path / "chat.csv")
+    assert read_rows(tmp_path / "chat.csv") == [("", "", "Ого", "Вот-вот"), ("", "", "и ещё", "понятно")]
+    assert stats.forwarded == 2 and stats.empty == 0
+
+
+def test_long_turns_are_cut_so_the_trainer_reads_the_csv(tmp_path: Path) -> None:
+    """One author's 40 long messages in a row, one huge message: the CSV stays within any csv reader's limit."""
+    long_text = ("слово " * 580).strip()  # 3,479 characters; 40 of them make 139k, past csv's limit of 131,072
+    chat = [message(i, "alice", f"{i} {long_text}") for i in range(1, 41)]
+    chat += [message(41, "bob", "ну и ну"), message(42, "alice", "огромное " * 30_000), message(43, "bob", "ого")]
+    stats = export_chat.export(write_export(tmp_path / "result.json", {"messages": chat}), tmp_path / "chat.csv")
+    rows = read_rows(tmp_path / "chat.csv")  # csv's default field limit (131,072 characters)
+    assert stats.long_turns == 2 and len(rows) == 3
+    longest = max(len(cell) for row in rows for cell in row)
+    assert longest <= formats.MAX_TURN_CHARS
+    assert rows[0][2].endswith(long_text) and rows[0][2].startswith("слово")  # the newest words, from a word's start
+    assert rows[2][2].startswith("огромное") and rows[2][3] == "ого"
+    read = formats.read_rows(tmp_path / "chat.csv")
+    assert [d.response for d in read.dialogues] == ["ну и ну", rows[1][3], "ого"]

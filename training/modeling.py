@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import get_hf_file_metadata, hf_hub_url
+from huggingface_hub.errors import HfHubHTTPError
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 from transformers import (
@@ -21,10 +26,10 @@ from transformers import (
 )
 
 from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER, SpecialTokens
-from inference.sampling import MODEL_CARD
+from inference.modes import CHAT
+from inference.sampling import TASK_DEFAULTS
 from training.formats import InputError
 
-DEFAULT_BASE = "tinkoff-ai/ruDialoGPT-small"
 PAD_TOKEN = "<pad>"
 END_OF_TEXT = "<|endoftext|>"
 
@@ -88,15 +93,61 @@ def new_model(
     return GPT2LMHeadModel(config)
 
 
-def load_pretrained(name: str) -> tuple[object, PreTrainedModel]:
-    """Tokenizer and model from a hub id or a local directory, in float32 for training."""
+# What the hub takes as a model id: a name, or an owner and a name; neither starts with "." or "-" nor holds "..".
+_HUB_ID = re.compile(r"(?!.*\.\.)\w[\w.-]*(/\w[\w.-]*)?")
+_NO_HUB = "pass --from-scratch to train without the hub, or --base with a local model folder"
+
+
+def _from_pretrained(name: str, **kwargs: object) -> tuple[object, PreTrainedModel]:
+    tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+    return tokenizer, AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, **kwargs)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _check_hub(name: str) -> None:
+    """Fail fast unless the hub answers for ``name``: one request, where a download retries for about 50 s."""
+    missing = f"no local folder {Path(name).expanduser().resolve()}, and"
+    if hub_constants.HF_HUB_OFFLINE:
+        raise InputError(
+            f"cannot load the base model {name}: {missing} it is not in the hub cache (HF_HUB_OFFLINE is "
+            f"set): {_NO_HUB}"
+        )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+        get_hf_file_metadata(hf_hub_url(name, "config.json"), retry_on_errors=False)
+    except HfHubHTTPError as error:
+        raise InputError(f"cannot load the base model {name}: {missing} the hub says: {_first_line(error)}") from None
+    except Exception as error:  # the network's own errors: whatever they are, the hub is out of reach
+        raise InputError(
+            f"cannot load the base model {name}: {missing} the hub cannot be reached ({_first_line(error)}): {_NO_HUB}"
+        ) from error
+
+
+def load_pretrained(name: str) -> tuple[object, PreTrainedModel]:
+    """Tokenizer and model from a local folder, the hub cache, or the hub, in float32 for training.
+
+    A name that can only be a path (or whose parent folder exists here) is never sent to the hub, and
+    the hub is asked once, without retries, before a download: offline, that fails in a moment.
+    """
+    path = Path(name).expanduser()
+    local = path.is_dir() or not _HUB_ID.fullmatch(name) or (path.parent != Path() and path.parent.is_dir())
+    try:
+        if local:
+            if not path.is_dir():
+                what = "a file, not a model folder" if path.exists() else "no such folder"
+                raise InputError(f"cannot load the base model {name}: {path.resolve()} is {what}")
+            return _from_pretrained(str(path))
+        try:
+            return _from_pretrained(name, local_files_only=True)
+        except OSError:
+            _check_hub(name)
+        return _from_pretrained(name)
     except (OSError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"cannot load the base model {name}: {reason}") from None
-    return tokenizer, model
+        if isinstance(error, InputError):
+            raise
+        raise InputError(f"cannot load the base model {name}: {_first_line(error)}") from None
 
 
 def special_tokens(tokenizer: object, model: PreTrainedModel, name: str) -> SpecialTokens:
@@ -112,19 +163,37 @@ def special_tokens(tokenizer: object, model: PreTrainedModel, name: str) -> Spec
     return tokens
 
 
-def generation_config(tokens: SpecialTokens) -> GenerationConfig:
-    """The model card's sampling, stopping at either speaker token and never emitting padding."""
+def generation_config(tokens: SpecialTokens, task: str = CHAT) -> GenerationConfig:
+    """The task's sampling defaults, stopping at either speaker token and never emitting padding.
+
+    ``task`` is recorded too (a ``"task"`` key of generation_config.json), so the bot knows what the
+    model was trained for.
+    """
     return GenerationConfig(
         do_sample=True,
-        **asdict(MODEL_CARD),
+        **asdict(TASK_DEFAULTS[task]),
         eos_token_id=list(tokens.speakers),
         pad_token_id=tokens.pad,
         bos_token_id=None,
         suppress_tokens=[tokens.pad],
+        task=task,
     )
 
 
-def save(model: PreTrainedModel, tokenizer: object, tokens: SpecialTokens, out: Path) -> None:
+def save_pretrained(model: PreTrainedModel, tokenizer: object, directory: Path) -> None:
+    """Write model and tokenizer to ``directory``, every file with the permissions the umask gives.
+
+    safetensors writes its file with mode 0600 whatever the umask; the rest follows the umask.
+    """
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    umask = os.umask(0)
+    os.umask(umask)
+    for weights in Path(directory).glob("model*.safetensors"):
+        weights.chmod(0o666 & ~umask)
+
+
+def save(model: PreTrainedModel, tokenizer: object, tokens: SpecialTokens, out: Path, task: str = CHAT) -> None:
     """Write model (safetensors, float32), tokenizer and generation config to ``out``, loadable by the bot.
 
     ruDialoGPT's config names 50256 as bos/eos, an ordinary word of its vocabulary; the saved
@@ -133,8 +202,7 @@ def save(model: PreTrainedModel, tokenizer: object, tokens: SpecialTokens, out: 
     model.config.bos_token_id = None
     model.config.eos_token_id = tokens.first
     model.config.pad_token_id = tokens.pad
-    model.generation_config = generation_config(tokens)
+    model.generation_config = generation_config(tokens, task)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model.to(torch.float32).save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_pretrained(model.to(torch.float32), tokenizer, out)
