@@ -139,7 +139,9 @@ class KeepUntilAnswered(BaseMiddleware):
         """Skip a second delivery; otherwise handle the update and mark it done if that ended normally."""
         if not isinstance(event, Update) or (event.message is None and event.callback_query is None):
             return await handler(event, data)
-        if not RECOVERING.get() and not self._inbox.receive(event):
+        # Recovered updates and webhook posts (bot.webhook) are in the inbox already.
+        already_kept = RECOVERING.get() or data.get("received", False)
+        if not already_kept and not self._inbox.receive(event):
             logger.info("update %s was delivered again; it is answered once", event.update_id)
             return None
         result = await handler(event, data)
