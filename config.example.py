@@ -87,6 +87,11 @@ DAILY_TIME = "09:00"
 # The time zone of every daily time, an IANA name such as "Europe/Moscow", "Asia/Yekaterinburg" or "UTC".
 TIMEZONE = "Europe/Moscow"
 
+# --- Feedback -------------------------------------------------------------------------------------
+# 👍/👎 buttons under the bot's replies, kept for the next fine-tune (python export_feedback.py OUT.csv):
+# "off", "on" (chat replies) or "all" (toasts and horoscopes too).
+FEEDBACK = "off"
+
 # --- Logging --------------------------------------------------------------------------------------
 # DEBUG, INFO, WARNING or ERROR.
 LOG_LEVEL = "INFO"

@@ -187,16 +187,16 @@ class ReplyGenerator:
         if outcome.timed_out:
             raise ReplyTimeoutError(f"generation for chat {chat_id} ran past {self._timeout} s")
         if not outcome.text:
-            return ChatReply("")
-        return ChatReply(outcome.text, (Turn(author, clean), Turn(BOT_AUTHOR, outcome.text)))
+            return ChatReply("", context=tuple(turns))
+        return ChatReply(outcome.text, (Turn(author, clean), Turn(BOT_AUTHOR, outcome.text)), tuple(turns))
 
     def remember(self, chat_id: int, reply: ChatReply) -> None:
         """Add a delivered reply and the message it answers to the chat's history."""
         if reply.turns:
             self._store.add_turns(chat_id, list(reply.turns))
 
-    async def compose(self, task: str, topic: str, *, background: bool = False) -> str:
-        """A toast or horoscope about ``topic`` (a holiday, a sign), or "" when the model had none.
+    async def compose(self, task: str, topic: str, *, background: bool = False) -> ChatReply:
+        """A toast or horoscope about ``topic`` (a holiday, a sign); its text is "" when the model had none.
 
         Not a turn of any chat's history. ``background`` work (the daily horoscopes) waits for every
         interactive request. Raises EmptyMessageError when nothing of the topic is left once special
@@ -206,10 +206,11 @@ class ReplyGenerator:
         clean = job.backend.clean_user_text(topic)
         if not clean:
             raise EmptyMessageError(topic)
-        outcome = await self._submit(self._request(task, (request_turn(task, clean),)), background=background)
+        request = self._request(task, (request_turn(task, clean),))
+        outcome = await self._submit(request, background=background)
         if outcome.timed_out:
             raise ReplyTimeoutError(f"{task} about {clean!r} ran past {self._timeout} s")
-        return outcome.text
+        return ChatReply(outcome.text, context=request.turns)
 
     def forget(self, chat_id: int) -> None:
         """Clear the chat's history."""

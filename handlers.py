@@ -21,12 +21,15 @@ import texts
 from bot.access import AddressedToBot, is_private
 from bot.commands import create_commands_router
 from bot.daily import create_daily_router
+from bot.feedback import OFF, create_feedback_router, with_votes
+from bot.feedback_store import FeedbackStore
 from bot.middlewares import ChatOrder
 from bot.modes import LeaveFormOnCommand, create_modes_router
 from bot.notify import AdminNotifier
 from bot.replies import send_plain
 from bot.stats import BotStats
 from errors import BusyError, ChatFloodError, EmptyMessageError, ReplyTimeoutError
+from settings import Settings
 from store import ChatReply
 
 logger = logging.getLogger(__name__)
@@ -72,13 +75,22 @@ async def unknown_command(message: Message, command: CommandObject, bot: Bot) ->
         await send_plain(message, texts.UNKNOWN_COMMAND)
 
 
-async def chat(message: Message, prompt: str, bot: Bot, generator: Replier, stats: BotStats) -> None:
+async def chat(
+    message: Message,
+    prompt: str,
+    bot: Bot,
+    generator: Replier,
+    stats: BotStats,
+    settings: Settings,
+    feedback: FeedbackStore,
+) -> None:
     """Answer free text with the model's reply, showing "typing…" while it is generated."""
     started = time.monotonic()
     author = str(message.from_user.id) if message.from_user else str(message.chat.id)
     async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
         reply = await generator.reply(message.chat.id, prompt, author)
-    await send_plain(message, reply.text or texts.FALLBACK_REPLY)
+    votes = with_votes(feedback, message.chat.id, reply) if reply.text and settings.feedback != OFF else None
+    await send_plain(message, reply.text or texts.FALLBACK_REPLY, reply_markup=votes)
     generator.remember(message.chat.id, reply)
     stats.record_reply(message.chat.id, time.monotonic() - started)
 
@@ -145,6 +157,7 @@ def create_router(chat_queue_limit: int) -> Router:
     router.message.register(reset, Command("reset", "delete_history"))
     router.include_router(create_commands_router())
     router.include_router(create_daily_router())
+    router.include_router(create_feedback_router())
     # One order for a chat's messages and button presses that generate, so their answers can't overtake each other.
     order = ChatOrder(chat_queue_limit)
     modes_router = create_modes_router()

@@ -19,8 +19,10 @@ import texts
 from bot.access import AllowList
 from bot.daily import send_daily
 from bot.delivery import DailyDelivery, SystemClock
+from bot.feedback_store import FeedbackStore
 from bot.inbox import Inbox, KeepUntilAnswered, note_missed, recover
 from bot.middlewares import InFlightUpdates
+from bot.modes import Composer
 from bot.notify import AdminNotifier
 from bot.retry import IgnoreExpiredPresses, RetryRequests
 from bot.stats import BotStats
@@ -61,6 +63,8 @@ def create_dispatcher(
         subscription_count=subscriptions.count,
     )
     inbox = Inbox(store.connection)
+    feedback = FeedbackStore(store.connection)
+    composer = Composer(generator, stats, feedback, settings.feedback)
     dispatcher = Dispatcher(
         generator=generator,
         store=store,
@@ -69,6 +73,8 @@ def create_dispatcher(
         stats=stats,
         inbox=inbox,
         subscriptions=subscriptions,
+        feedback=feedback,
+        composer=composer,
     )
     dispatcher.update.outer_middleware(KeepUntilAnswered(inbox))
     allow_list = AllowList(settings.allowed_users, settings.allowed_chats)
@@ -87,14 +93,15 @@ async def register_commands(bot: Bot) -> None:
         logger.warning("could not register the command menu: %s", error)
 
 
-async def housekeeping(store: ChatStore, inbox: Inbox, ttl_days: float) -> None:
-    """Now and then every hour: forget old handled update ids, and turns older than HISTORY_TTL_DAYS if set."""
+async def housekeeping(store: ChatStore, inbox: Inbox, feedback: FeedbackStore, ttl_days: float) -> None:
+    """Now and then every hour: forget old handled update ids, and what is older than HISTORY_TTL_DAYS if set."""
     while True:
         inbox.prune()
         if ttl_days:
-            dropped = store.drop_turns_before(time.time() - ttl_days * 86400)
-            if dropped:
-                logger.info("deleted %d turns older than %g days", dropped, ttl_days)
+            cutoff = time.time() - ttl_days * 86400
+            dropped, rated = store.drop_turns_before(cutoff), feedback.drop_before(cutoff)
+            if dropped or rated:
+                logger.info("deleted %d turns and %d rated replies older than %g days", dropped, rated, ttl_days)
         await asyncio.sleep(3600)
 
 
@@ -108,7 +115,7 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
 
     background: set[asyncio.Task[None]] = set()
 
-    async def on_startup(inbox: Inbox, stats: BotStats, subscriptions: Subscriptions) -> None:
+    async def on_startup(inbox: Inbox, stats: BotStats, subscriptions: Subscriptions, feedback: FeedbackStore) -> None:
         await register_commands(bot)
         # Before the first getUpdates: what a crash left is answered before anything new.
         stats.recovered = await recover(
@@ -119,7 +126,7 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
             concurrency=max(1, settings.max_pending // 2),
             send_missed=partial(note_missed, bot),
         )
-        background.add(asyncio.create_task(housekeeping(store, inbox, settings.history_ttl_days)))
+        background.add(asyncio.create_task(housekeeping(store, inbox, feedback, settings.history_ttl_days)))
         background.add(asyncio.create_task(daily_deliveries(bot, generator, subscriptions, settings).run()))
         await admins.send(
             texts.ADMIN_STARTED.format(
@@ -149,7 +156,7 @@ def daily_deliveries(
     clock = SystemClock(settings.timezone)
 
     async def compose(sign: str) -> str:
-        return await generator.compose(HOROSCOPE, sign_by_key(sign).name, background=True)
+        return (await generator.compose(HOROSCOPE, sign_by_key(sign).name, background=True)).text
 
     async def send(subscription: Subscription, text: str) -> None:
         await send_daily(bot, subscription, text, clock.now().strftime("%d.%m"))

@@ -68,6 +68,7 @@ class Settings:
     horoscope_max_new_tokens: int | None = None
     shutdown_timeout: float = 30.0
     recovery_max_age: float = 3600.0
+    feedback: str = "off"
     daily_time: time = time(9, 0)
     timezone: str = "Europe/Moscow"
     log_level: str = "info"
@@ -175,6 +176,11 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     "shutdown_timeout": (float, "a number of seconds of 0 or more", lambda v: v >= 0),
     "daily_time": (_time_of_day, "a time of day such as 09:00", lambda v: True),
     "timezone": (_timezone, "an IANA time zone such as Europe/Moscow or UTC", lambda v: True),
+    "feedback": (
+        _choice("off", "on", "all"),
+        "off, on (chat replies) or all (toasts and horoscopes too)",
+        lambda v: True,
+    ),
     "recovery_max_age": (float, "a number of seconds of 0 or more (0: no limit)", lambda v: v >= 0),
     "log_level": (_choice("debug", "info", "warning", "error"), "DEBUG, INFO, WARNING or ERROR", lambda v: True),
 }

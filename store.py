@@ -41,10 +41,15 @@ class Turn:
 
 @dataclass(frozen=True)
 class ChatReply:
-    """The model's reply ("" when it had none) and the turns to add to the history once it is delivered."""
+    """A generated text ("" when the model had none), with what to remember of it and what the model saw.
+
+    ``turns`` go into the history once the text is delivered; ``context`` is the prompt's turns (oldest
+    first), which a rating of the text is kept with.
+    """
 
     text: str
     turns: tuple[Turn, ...] = ()
+    context: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
@@ -10,6 +12,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 import texts
 from bot.access import is_private, may_change_settings
+from bot.feedback_store import FeedbackStore, Share
 from bot.inbox import Inbox
 from bot.stats import BotStats
 from bot.subscriptions import Subscriptions
@@ -124,6 +127,7 @@ async def forget(
     store: ChatStore,
     inbox: Inbox,
     subscriptions: Subscriptions,
+    feedback: FeedbackStore,
 ) -> None:
     """Delete the chat's history and settings once confirmed (a group's admins only)."""
     message = await _message_to_change(query, bot)
@@ -133,6 +137,7 @@ async def forget(
         store.forget_chat(message.chat.id)
         inbox.forget_chat(message.chat.id)
         subscriptions.cancel(message.chat.id)
+        feedback.forget_chat(message.chat.id)
     await message.edit_text(texts.FORGOTTEN if callback_data.confirmed else texts.FORGET_CANCELLED, parse_mode=None)
     await query.answer()
 
@@ -142,7 +147,17 @@ async def ignore_label(query: CallbackQuery) -> None:
     await query.answer()
 
 
-async def show_stats(message: Message, settings: Settings, stats: BotStats) -> None:
+def _start_of_today() -> float:
+    return datetime.combine(date.today(), datetime.min.time()).timestamp()
+
+
+def _liked(share: Share) -> str:
+    if not share.rated:
+        return texts.NOT_RATED
+    return texts.LIKED_SHARE.format(percent=round(100 * share.liked / share.rated), rated=share.rated)
+
+
+async def show_stats(message: Message, settings: Settings, stats: BotStats, feedback: FeedbackStore) -> None:
     """Show the admin uptime, model, traffic, latency, queue and errors."""
     user_id = message.from_user.id if message.from_user else None
     if user_id not in settings.admin_chat_id and message.chat.id not in settings.admin_chat_id:
@@ -161,6 +176,8 @@ async def show_stats(message: Message, settings: Settings, stats: BotStats) -> N
             errors=stats.errors,
             recovered=stats.recovered,
             subscriptions=stats.subscription_count(),
+            liked_today=_liked(feedback.share_liked(since=_start_of_today())),
+            liked_overall=_liked(feedback.share_liked()),
         ),
         parse_mode=None,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiogram import BaseMiddleware, Bot, F, Router
@@ -22,20 +23,23 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 import texts
 from bot.buttons import More, composed_keyboard
+from bot.feedback import EVERYTHING, with_votes
+from bot.feedback_store import FeedbackStore
 from bot.replies import send_plain
 from bot.stats import BotStats
 from inference.modes import HOLIDAYS, HOROSCOPE, SIGNS, TOAST, parse_sign, sign_by_key
+from store import ChatReply
 
 # A holiday's name longer than this is cut: it is a title, not a story.
 MAX_HOLIDAY_NAME = 100
 _OTHER = "other"
 
 
-class Composer(Protocol):
+class Composes(Protocol):
     """What these handlers need of the generator."""
 
-    async def compose(self, task: str, topic: str) -> str:
-        """A toast or horoscope about the topic, or "" when the model had none."""
+    async def compose(self, task: str, topic: str) -> ChatReply:
+        """A toast or horoscope about the topic (its text "" when the model had none)."""
         ...
 
 
@@ -98,43 +102,52 @@ def sign_keyboard() -> InlineKeyboardMarkup:
     return keyboard.as_markup()
 
 
-async def _send_composed(
-    message: Message, bot: Bot, generator: Composer, stats: BotStats, task: str, topic: str
-) -> None:
-    """Generate a toast or horoscope with "typing…" shown, and send it with its title and "Ещё"."""
-    started = time.monotonic()
-    if task == TOAST:
-        name = HOLIDAYS.get(topic, topic)
-        title, fallback = texts.TOAST_TITLE.format(topic=name), texts.FALLBACK_TOAST
-    else:
-        sign = sign_by_key(topic)
-        if sign is None:
-            await message.answer(texts.UNKNOWN_SIGN.format(signs=_sign_list()), reply_markup=sign_keyboard())
-            return
-        name = sign.name
-        title, fallback = texts.HOROSCOPE_TITLE.format(symbol=sign.symbol, name=sign.name), texts.FALLBACK_HOROSCOPE
-    async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
-        text = await generator.compose(task, name)
-    await send_plain(message, f"{title}\n\n{text or fallback}", reply_markup=composed_keyboard(task, topic))
-    stats.record_reply(message.chat.id, time.monotonic() - started)
+@dataclass(frozen=True)
+class Composer:
+    """Generates a toast or horoscope with "typing…" shown and sends it titled, with its buttons."""
+
+    generator: Composes
+    stats: BotStats
+    feedback: FeedbackStore
+    feedback_mode: str
+
+    async def send(self, message: Message, bot: Bot, task: str, topic: str) -> None:
+        """Answer ``message`` with a text of ``task`` about ``topic`` (a holiday key or name, a sign key)."""
+        started = time.monotonic()
+        if task == TOAST:
+            name = HOLIDAYS.get(topic, topic)
+            title, fallback = texts.TOAST_TITLE.format(topic=name), texts.FALLBACK_TOAST
+        else:
+            sign = sign_by_key(topic)
+            if sign is None:
+                await message.answer(texts.UNKNOWN_SIGN.format(signs=_sign_list()), reply_markup=sign_keyboard())
+                return
+            name = sign.name
+            title = texts.HOROSCOPE_TITLE.format(symbol=sign.symbol, name=sign.name)
+            fallback = texts.FALLBACK_HOROSCOPE
+        async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
+            composed = await self.generator.compose(task, name)
+        keyboard = composed_keyboard(task, topic)
+        if composed.text and self.feedback_mode == EVERYTHING:
+            keyboard = with_votes(self.feedback, message.chat.id, composed, keyboard)
+        await send_plain(message, f"{title}\n\n{composed.text or fallback}", reply_markup=keyboard)
+        self.stats.record_reply(message.chat.id, time.monotonic() - started)
 
 
 def _sign_list() -> str:
     return ", ".join(f"{sign.symbol} {sign.name}" for sign in SIGNS)
 
 
-async def toast(
-    message: Message, command: CommandObject, bot: Bot, generator: Composer, stats: BotStats, state: FSMContext
-) -> None:
+async def toast(message: Message, command: CommandObject, bot: Bot, composer: Composer, state: FSMContext) -> None:
     """``/toast`` shows the holidays; ``/toast День космонавтики`` gives a toast at once."""
     await state.clear()
     if not (command.args or "").strip():
         await message.answer(texts.TOAST_MENU, reply_markup=holiday_keyboard())
         return
-    await _send_composed(message, bot, generator, stats, TOAST, command.args.strip()[:MAX_HOLIDAY_NAME])
+    await composer.send(message, bot, TOAST, command.args.strip()[:MAX_HOLIDAY_NAME])
 
 
-async def horoscope(message: Message, command: CommandObject, bot: Bot, generator: Composer, stats: BotStats) -> None:
+async def horoscope(message: Message, command: CommandObject, bot: Bot, composer: Composer) -> None:
     """``/horoscope`` shows the signs; ``/horoscope лев`` gives a horoscope; an unknown sign lists them."""
     argument = (command.args or "").strip()
     if not argument:
@@ -144,15 +157,14 @@ async def horoscope(message: Message, command: CommandObject, bot: Bot, generato
     if sign is None:
         await message.answer(texts.UNKNOWN_SIGN.format(signs=_sign_list()), reply_markup=sign_keyboard())
         return
-    await _send_composed(message, bot, generator, stats, HOROSCOPE, sign.key)
+    await composer.send(message, bot, HOROSCOPE, sign.key)
 
 
 async def choose_holiday(
     query: CallbackQuery,
     callback_data: ToastChoice,
     bot: Bot,
-    generator: Composer,
-    stats: BotStats,
+    composer: Composer,
     state: FSMContext,
 ) -> None:
     """A holiday button gives a toast; "Другой праздник…" asks for the holiday's name."""
@@ -165,13 +177,13 @@ async def choose_holiday(
         keyboard.button(text=texts.CANCEL_BUTTON, callback_data=CancelForm())
         await query.message.answer(texts.ASK_HOLIDAY, reply_markup=keyboard.as_markup())
         return
-    await _send_composed(query.message, bot, generator, stats, TOAST, callback_data.holiday)
+    await composer.send(query.message, bot, TOAST, callback_data.holiday)
 
 
-async def holiday_named(message: Message, bot: Bot, generator: Composer, stats: BotStats, state: FSMContext) -> None:
+async def holiday_named(message: Message, bot: Bot, composer: Composer, state: FSMContext) -> None:
     """The message after "Другой праздник…" is the holiday's name."""
     await state.clear()
-    await _send_composed(message, bot, generator, stats, TOAST, (message.text or "").strip()[:MAX_HOLIDAY_NAME])
+    await composer.send(message, bot, TOAST, (message.text or "").strip()[:MAX_HOLIDAY_NAME])
 
 
 async def holiday_not_text(message: Message) -> None:
@@ -196,20 +208,18 @@ async def cancel_pressed(query: CallbackQuery, state: FSMContext) -> None:
         await query.message.edit_reply_markup(reply_markup=None)
 
 
-async def choose_sign(
-    query: CallbackQuery, callback_data: SignChoice, bot: Bot, generator: Composer, stats: BotStats
-) -> None:
+async def choose_sign(query: CallbackQuery, callback_data: SignChoice, bot: Bot, composer: Composer) -> None:
     """A sign button gives that sign's horoscope."""
     await query.answer()
     if isinstance(query.message, Message):
-        await _send_composed(query.message, bot, generator, stats, HOROSCOPE, callback_data.sign)
+        await composer.send(query.message, bot, HOROSCOPE, callback_data.sign)
 
 
-async def more(query: CallbackQuery, callback_data: More, bot: Bot, generator: Composer, stats: BotStats) -> None:
+async def more(query: CallbackQuery, callback_data: More, bot: Bot, composer: Composer) -> None:
     """Give another toast or horoscope for the same holiday or sign ("Ещё")."""
     await query.answer()
     if isinstance(query.message, Message) and callback_data.task in (TOAST, HOROSCOPE):
-        await _send_composed(query.message, bot, generator, stats, callback_data.task, callback_data.topic)
+        await composer.send(query.message, bot, callback_data.task, callback_data.topic)
 
 
 def create_modes_router() -> Router:
