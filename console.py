@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 
 import texts
 from errors import BusyError, EmptyMessageError, ReplyTimeoutError
 from generator import ReplyGenerator
+from inference.dialogue import MAX_CONTEXT_TURNS, parse_context_turns
+from store import ChatPreferences, ChatStore
 
 CONSOLE_CHAT_ID = 0
 CONSOLE_AUTHOR = "console"
-PROMPT = "вы> "
+# The exit status of a program ended by Ctrl+C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
+# A terminal in line mode hands a program at most this many bytes of one line and drops the rest
+# (Linux's N_TTY); readline reads key by key and has no such limit.
+TERMINAL_LINE_LIMIT = 4095
 
 
 def _write(line: str) -> None:
@@ -19,30 +26,82 @@ def _write(line: str) -> None:
     sys.stdout.flush()
 
 
-async def run_console(generator: ReplyGenerator) -> None:
-    """Read lines from stdin and answer each; /reset clears the history, /exit or end of input quits."""
-    loop = asyncio.get_running_loop()
-    generator.forget(CONSOLE_CHAT_ID)
-    _write("Консольный чат с моделью. /reset — забыть историю, /exit — выход.")
-    while True:
-        sys.stdout.write(PROMPT)
-        sys.stdout.flush()
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line or line.strip() == "/exit":
-            _write("")
-            return
-        if line.strip() == "/reset":
-            generator.forget(CONSOLE_CHAT_ID)
-            _write(texts.HISTORY_CLEARED)
-            continue
+def _line_editing() -> bool:
+    """Turn on readline (arrow keys, history, no line-length limit) where Python has it."""
+    try:
+        import readline  # noqa: F401 - importing it is what makes input() use it
+    except ImportError:
+        return False
+    return True
+
+
+def _read_line(interactive: bool) -> str | None:
+    """The next line without its newline, or None at the end of input; prompts only a terminal."""
+    if interactive:
         try:
-            answer = await generator.reply(CONSOLE_CHAT_ID, line, CONSOLE_AUTHOR)
-            generator.remember(CONSOLE_CHAT_ID, answer)
-            reply = answer.text or texts.FALLBACK_REPLY
-        except EmptyMessageError:
-            reply = texts.EMPTY_TEXT
-        except ReplyTimeoutError:
-            reply = texts.TIMEOUT
-        except BusyError:
-            reply = texts.BUSY
-        _write(f"бот> {reply}")
+            return input(texts.CONSOLE_PROMPT)
+        except EOFError:
+            _write("")
+            return None
+    line = sys.stdin.readline()
+    return line.removesuffix("\n") if line else None
+
+
+def _command_answer(line: str, generator: ReplyGenerator, store: ChatStore) -> str:
+    """The answer to a console command (a line starting with /)."""
+    name, _, argument = line.partition(" ")
+    if name == "/help":
+        return texts.CONSOLE_HELP
+    if name in ("/start", "/reset"):
+        generator.forget(CONSOLE_CHAT_ID)
+        return texts.HISTORY_CLEARED
+    if name == "/context":
+        turns = parse_context_turns(argument)
+        if turns is None:
+            return texts.CONTEXT_RANGE.format(maximum=MAX_CONTEXT_TURNS)
+        style = store.preferences(CONSOLE_CHAT_ID).style
+        store.set_preferences(CONSOLE_CHAT_ID, ChatPreferences(turns, style))
+        return texts.CONTEXT_SET.format(turns=turns, turns_word=texts.plural(turns, texts.LAST_TURNS_WORD))
+    return texts.CONSOLE_UNKNOWN_COMMAND
+
+
+async def _reply(generator: ReplyGenerator, line: str) -> str:
+    """The model's reply to a line, or what the bot says instead."""
+    try:
+        reply = await generator.reply(CONSOLE_CHAT_ID, line, CONSOLE_AUTHOR)
+    except EmptyMessageError:
+        return texts.EMPTY_TEXT
+    except ReplyTimeoutError:
+        return texts.TIMEOUT
+    except BusyError:
+        return texts.BUSY
+    generator.remember(CONSOLE_CHAT_ID, reply)
+    return reply.text or texts.FALLBACK_REPLY
+
+
+def run_console(generator: ReplyGenerator, store: ChatStore) -> int:
+    """Chat until /exit or the end of input (status 0) or Ctrl+C (status 130, at the prompt or while generating)."""
+    interactive = sys.stdin.isatty()
+    cut_by_terminal = interactive and not _line_editing()
+    generator.forget(CONSOLE_CHAT_ID)
+    _write(texts.CONSOLE_GREETING)
+    with asyncio.Runner() as runner:
+        try:
+            while (line := _read_line(interactive)) is not None:
+                if cut_by_terminal and len(line.encode()) >= TERMINAL_LINE_LIMIT:
+                    _write(texts.CONSOLE_LINE_CUT.format(limit=TERMINAL_LINE_LIMIT))
+                text = line.strip()
+                if text == "/exit":
+                    break
+                if not text:
+                    _write(texts.CONSOLE_EMPTY_LINE)
+                elif text.startswith("/"):
+                    _write(_command_answer(text, generator, store))
+                else:
+                    _write(texts.CONSOLE_REPLY.format(text=runner.run(_reply(generator, line))))
+        except KeyboardInterrupt:
+            # One Ctrl+C ends the chat; a second one must not break the clean-up (a generation still finishing).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            _write("")
+            return INTERRUPTED
+    return 0

@@ -110,8 +110,7 @@ class ReplyGenerator:
         self.model = model
         self._store = store
         self._timeout = settings.generation_timeout
-        self._default_context_turns = settings.context_turns
-        self._default_style = settings.reply_style
+        self._settings = settings
         backends = {task: (task_models or {}).get(task, model) for task in TASKS}
         self.tasks = {
             task: TaskModel(backend, task_sampling(task, backend, settings)) for task, backend in backends.items()
@@ -177,11 +176,9 @@ class ReplyGenerator:
         clean = self.model.clean_user_text(text)
         if not clean:
             raise EmptyMessageError(text)
-        preferences = self._store.preferences(chat_id)
-        context_turns = preferences.context_turns or self._default_context_turns
+        context_turns, style = self._settings.chat_choices(self._store.preferences(chat_id))
         history = self._store.recent_turns(chat_id, _HISTORY_WINDOW)
         turns = merge_turns([*history, Turn(author, clean)])[-context_turns:]
-        style = preferences.style if preferences.style in STYLES else self._default_style
         sampling = with_values(self.tasks[CHAT].sampling, STYLES[style])
         outcome = await self._submit(self._request(CHAT, tuple(turns), sampling))
         if outcome.timed_out:

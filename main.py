@@ -1,4 +1,8 @@
-"""Run the bot: ``python main.py`` (Telegram long polling) or ``python main.py --console`` (terminal chat)."""
+"""Run the bot: ``python main.py`` (Telegram long polling) or ``python main.py --console`` (terminal chat).
+
+Only light modules are imported before the options are parsed, so ``--help`` and bad settings answer at once;
+aiogram, torch and transformers come after.
+"""
 
 from __future__ import annotations
 
@@ -6,168 +10,35 @@ import argparse
 import asyncio
 import logging
 import sys
-import time
-from functools import partial
+from pathlib import Path
 
-from aiogram import Bot, Dispatcher
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError
-from aiogram.types import BotCommand
-
-import texts
-from bot.access import AllowList
-from bot.daily import send_daily
-from bot.delivery import DailyDelivery, SystemClock
-from bot.feedback_store import FeedbackStore
-from bot.inbox import Inbox, KeepUntilAnswered, note_missed, recover
-from bot.middlewares import InFlightUpdates
-from bot.modes import Composer
-from bot.notify import AdminNotifier
-from bot.retry import IgnoreExpiredPresses, RetryRequests
-from bot.stats import BotStats
-from bot.subscriptions import Subscription, Subscriptions
-from console import run_console
-from generator import ReplyGenerator, describe_models, load_models
-from handlers import create_router
 from inference.backend import ModelLoadError
-from inference.modes import HOROSCOPE, sign_by_key
-from settings import ConfigError, Settings, load_settings
+from settings import PROJECT_DIR, ConfigError, load_settings
 from store import ChatStore, StoreError
 
 logger = logging.getLogger("bot")
 
-NO_TOKEN_HINT = (
-    "BOT_TOKEN is not set: put BOT_TOKEN=<token from @BotFather> in .env (see config.example.py), "
-    "or run `python main.py --console` to chat with the model in this terminal"
-)
-
-
-def create_bot(settings: Settings) -> Bot:
-    """A Bot for the token, talking to TELEGRAM_API_BASE when set, with retries on failed calls."""
-    api = TelegramAPIServer.from_base(settings.telegram_api_base) if settings.telegram_api_base else None
-    session = AiohttpSession(api=api) if api else AiohttpSession()
-    session.middleware(RetryRequests())
-    session.middleware(IgnoreExpiredPresses())
-    return Bot(settings.bot_token, session=session)
-
-
-def create_dispatcher(
-    generator: ReplyGenerator, store: ChatStore, admins: AdminNotifier, settings: Settings
-) -> Dispatcher:
-    """A Dispatcher with the bot's router, the inbox, the allow-list and their dependencies in the workflow data."""
-    subscriptions = Subscriptions(store.connection)
-    stats = BotStats(
-        model_summary=describe_models(generator),
-        queue_depth=lambda: generator.pending,
-        subscription_count=subscriptions.count,
-    )
-    inbox = Inbox(store.connection)
-    feedback = FeedbackStore(store.connection)
-    composer = Composer(generator, stats, feedback, settings.feedback)
-    dispatcher = Dispatcher(
-        generator=generator,
-        store=store,
-        admins=admins,
-        settings=settings,
-        stats=stats,
-        inbox=inbox,
-        subscriptions=subscriptions,
-        feedback=feedback,
-        composer=composer,
-    )
-    dispatcher.update.outer_middleware(KeepUntilAnswered(inbox))
-    allow_list = AllowList(settings.allowed_users, settings.allowed_chats)
-    dispatcher.message.outer_middleware(allow_list)
-    dispatcher.callback_query.outer_middleware(allow_list)
-    dispatcher.include_router(create_router(settings.chat_queue_limit))
-    return dispatcher
-
-
-async def register_commands(bot: Bot) -> None:
-    """Show the bot's commands, in Russian, in Telegram's menu."""
-    commands = [BotCommand(command=name, description=text) for name, text in texts.COMMANDS.items()]
-    try:
-        await bot.set_my_commands(commands)
-    except TelegramAPIError as error:
-        logger.warning("could not register the command menu: %s", error)
-
-
-async def housekeeping(store: ChatStore, inbox: Inbox, feedback: FeedbackStore, ttl_days: float) -> None:
-    """Now and then every hour: forget old handled update ids, and what is older than HISTORY_TTL_DAYS if set."""
-    while True:
-        inbox.prune()
-        if ttl_days:
-            cutoff = time.time() - ttl_days * 86400
-            dropped, rated = store.drop_turns_before(cutoff), feedback.drop_before(cutoff)
-            if dropped or rated:
-                logger.info("deleted %d turns and %d rated replies older than %g days", dropped, rated, ttl_days)
-        await asyncio.sleep(3600)
-
-
-async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStore) -> None:
-    """Long-poll Telegram until SIGINT/SIGTERM, then finish in-flight replies and tell the admins."""
-    bot = create_bot(settings)
-    admins = AdminNotifier(bot, settings.admin_chat_id)
-    dispatcher = create_dispatcher(generator, store, admins, settings)
-    in_flight = InFlightUpdates()
-    dispatcher.update.outer_middleware(in_flight)
-
-    background: set[asyncio.Task[None]] = set()
-
-    async def on_startup(inbox: Inbox, stats: BotStats, subscriptions: Subscriptions, feedback: FeedbackStore) -> None:
-        await register_commands(bot)
-        # Before the first getUpdates: what a crash left is answered before anything new.
-        stats.recovered = await recover(
-            inbox,
-            dispatcher,
-            bot,
-            max_age=settings.recovery_max_age,
-            concurrency=max(1, settings.max_pending // 2),
-            send_missed=partial(note_missed, bot),
-        )
-        background.add(asyncio.create_task(housekeeping(store, inbox, feedback, settings.history_ttl_days)))
-        background.add(asyncio.create_task(daily_deliveries(bot, generator, subscriptions, settings).run()))
-        await admins.send(
-            texts.ADMIN_STARTED.format(
-                models=describe_models(generator),
-                load_seconds=sum(backend.load_seconds for backend in generator.backends),
-            )
-        )
-
-    async def on_shutdown() -> None:
-        for task in background:
-            task.cancel()
-        unfinished = await in_flight.wait(settings.shutdown_timeout)
-        if unfinished:
-            logger.warning("%d replies still running at shutdown; stopping anyway", unfinished)
-        await admins.close()
-        await admins.send(texts.ADMIN_STOPPING)
-
-    dispatcher.startup.register(on_startup)
-    dispatcher.shutdown.register(on_shutdown)
-    await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
-
-
-def daily_deliveries(
-    bot: Bot, generator: ReplyGenerator, subscriptions: Subscriptions, settings: Settings
-) -> DailyDelivery:
-    """The daily horoscopes: generated in the background through the generator, sent with the bot."""
-    clock = SystemClock(settings.timezone)
-
-    async def compose(sign: str) -> str:
-        return (await generator.compose(HOROSCOPE, sign_by_key(sign).name, background=True)).text
-
-    async def send(subscription: Subscription, text: str) -> None:
-        await send_daily(bot, subscription, text, clock.now().strftime("%d.%m"))
-
-    return DailyDelivery(subscriptions, compose, send, clock)
+SET_A_TOKEN = "BOT_TOKEN is not set: put BOT_TOKEN=<token from @BotFather> in .env (see config.example.py)"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(description="ruDialoGPT Telegram chat bot")
-    parser.add_argument("--console", action="store_true", help="chat with the model in this terminal")
+    parser = argparse.ArgumentParser(
+        description="ruDialoGPT chat bot for Telegram: answers messages with a dialogue model, one process.",
+        epilog=(
+            "Settings come from the environment, then .env, then config.py (both in the settings folder); "
+            "config.example.py lists every one with its default. BOT_TOKEN is the token from @BotFather: "
+            "put BOT_TOKEN=... in .env. Without it the bot can only chat in the terminal (--console)."
+        ),
+    )
+    parser.add_argument("--console", action="store_true", help="chat with the model in this terminal, token or not")
+    parser.add_argument(
+        "--config-dir",
+        type=Path,
+        default=PROJECT_DIR,
+        metavar="DIR",
+        help="the folder with .env and config.py (default: the folder of main.py, %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
@@ -176,16 +47,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
-        settings = load_settings()
+        settings = load_settings(env_file=args.config_dir / ".env", config_file=args.config_dir / "config.py")
     except ConfigError as error:
         logger.error("config error: %s", error)
         return 2
     logging.getLogger().setLevel(settings.log_level.upper())
     console = args.console or not settings.bot_token
-    if not settings.bot_token:
-        logger.warning(NO_TOKEN_HINT)
-        if not args.console and not sys.stdin.isatty():
+    if not settings.bot_token and not args.console:
+        if not sys.stdin.isatty():
+            logger.error("%s, or run `python main.py --console` to chat with the model in a terminal", SET_A_TOKEN)
             return 2
+        logger.warning("%s; chatting with the model in this terminal meanwhile", SET_A_TOKEN)
+
+    # The heavy imports (aiogram, torch, transformers), now that they will be used.
+    from aiogram.exceptions import TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError
+
+    from app import run_bot
+    from console import run_console
+    from generator import ReplyGenerator, load_models
+    from inference.devices import DeviceError
+
     try:
         store = ChatStore(settings.db_path)
         chat_model, task_models = load_models(settings)
@@ -193,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelLoadError, StoreError) as error:
         logger.error("%s", error)
         return 2
+    except DeviceError as error:
+        logger.error("DEVICE=%s", error)
+        return 2
     try:
         generator.warm_up()
         if console:
-            asyncio.run(run_console(generator))
-        else:
-            asyncio.run(run_bot(settings, generator, store))
+            return run_console(generator, store)
+        asyncio.run(run_bot(settings, generator, store))
     except TelegramUnauthorizedError:
         logger.error("Telegram rejected BOT_TOKEN (401 Unauthorized): copy the token from @BotFather again")
         return 2
@@ -213,4 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # Ctrl+C while the model loads: nothing to save yet, so stop without a traceback.
+        sys.exit(130)

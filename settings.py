@@ -1,26 +1,39 @@
 """Settings: one frozen, typed object built once at start-up from the environment.
 
 Values come from (highest first) the process environment, a ``.env`` file (python-dotenv) and an
-optional ``config.py`` (a copy of ``config.example.py``). Every setting, its default and its meaning
-are documented in ``config.example.py``.
+optional ``config.py`` (a copy of ``config.example.py``), both read from the project folder. Every
+setting, its default and its meaning are documented in ``config.example.py``.
+
+Paths: ``~`` is expanded everywhere; a relative path set in the environment is taken from the
+current directory, one in ``.env`` or ``config.py`` from the folder of that file, and the defaults
+(``saved_model``, ``data/bot.sqlite3``) from the project folder, wherever the bot is started.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import runpy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from inference.backend import is_hub_id
 from inference.dialogue import MAX_CONTEXT_TURNS
 from inference.modes import CHAT, HOROSCOPE, TOAST
 from inference.sampling import SAMPLING_FIELDS, STYLES
+
+if TYPE_CHECKING:
+    from store import ChatPreferences
+
+# The project's folder: where .env and config.py are read from and the default paths point.
+PROJECT_DIR = Path(__file__).resolve().parent
 
 
 class ConfigError(ValueError):
@@ -37,7 +50,7 @@ class Settings:
     allowed_chats: tuple[int, ...] = ()
     trigger_word: str = ""
     telegram_api_base: str = ""
-    model_path: str = "saved_model"
+    model_path: str = str(PROJECT_DIR / "saved_model")
     backend: str = "auto"
     inference_url: str = ""
     inference_api_key: str = ""
@@ -50,7 +63,7 @@ class Settings:
     max_pending: int = 64
     chat_queue_limit: int = 3
     generation_timeout: float = 60.0
-    db_path: str = "data/bot.sqlite3"
+    db_path: str = str(PROJECT_DIR / "data" / "bot.sqlite3")
     history_ttl_days: float = 0.0
     context_turns: int = 3
     reply_style: str = "lively"
@@ -91,6 +104,11 @@ class Settings:
         own = {TOAST: self.toast_model_path, HOROSCOPE: self.horoscope_model_path}.get(task, "")
         return own or self.model_path
 
+    def chat_choices(self, preferences: ChatPreferences) -> tuple[int, str]:
+        """A chat's context turns and reply style: its own choice, else (or if the style is gone) these settings'."""
+        style = preferences.style if preferences.style in STYLES else self.reply_style
+        return preferences.context_turns or self.context_turns, style
+
 
 def _int(value: str) -> int:
     return int(value.strip())
@@ -107,18 +125,14 @@ def _choice(*allowed: str) -> Callable[[str], str]:
             raise ValueError
         return value
 
-    parse.expected = "one of " + ", ".join(allowed)  # type: ignore[attr-defined]
     return parse
 
 
 def _device(value: str) -> str:
     value = value.strip().lower()
-    if value in ("auto", "cpu", "cuda", "mps") or value.startswith("cuda:"):
+    if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
         return value
     raise ValueError
-
-
-_device.expected = "auto, cpu, cuda, cuda:N or mps"  # type: ignore[attr-defined]
 
 
 def _time_of_day(value: str) -> time:
@@ -151,7 +165,7 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     "inference_url": (_strip, "a URL such as http://gpu-box:8000/v1", lambda v: v == "" or "://" in v),
     "inference_api_key": (_strip, "the inference server's API key", lambda v: True),
     "inference_model": (_strip, "a model name the inference server serves", lambda v: True),
-    "device": (_device, _device.expected, lambda v: True),  # type: ignore[attr-defined]
+    "device": (_device, "auto, cpu, cuda, cuda:N or mps", lambda v: True),
     "dtype": (_choice("auto", "float32", "float16", "bfloat16"), "auto, float32, float16 or bfloat16", lambda v: True),
     "workers": (_int, "a whole number from 1 to 64", lambda v: 1 <= v <= 64),
     "max_batch": (_int, "a whole number from 1 to 256", lambda v: 1 <= v <= 256),
@@ -186,6 +200,17 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
 }
 
 
+_KNOWN = {field.name.upper() for field in fields(Settings)}
+# Settings that name a file or folder: "~" is expanded, and relative ones in a settings file follow that file.
+_PATHS = ("model_path", "toast_model_path", "horoscope_model_path", "db_path")
+
+
+def _unknown_setting(path: Path, name: str) -> ConfigError:
+    close = difflib.get_close_matches(name.upper(), _KNOWN, n=1)
+    hint = f"; did you mean {close[0]}?" if close else " (config.example.py lists them all)"
+    return ConfigError(f"{path}: unknown setting {name}{hint}")
+
+
 def _config_file_values(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
@@ -193,33 +218,58 @@ def _config_file_values(path: Path) -> dict[str, str]:
         namespace = runpy.run_path(str(path))
     except Exception as error:  # noqa: BLE001 - any error in the user's file is a config error
         raise ConfigError(f"{path} could not be read: {type(error).__name__}: {error}") from None
-    known = {field.name.upper() for field in fields(Settings)}
     values: dict[str, str] = {}
     for name, value in namespace.items():
         if not name.isupper() or value is None:
             continue
-        if name not in known:
-            raise ConfigError(f"{path}: unknown setting {name} (see config.example.py for the list)")
+        if name not in _KNOWN:
+            raise _unknown_setting(path, name)
         values[name] = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
     return values
 
 
+def _env_file_values(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    try:
+        # utf-8-sig: an editor's byte-order mark would otherwise glue itself to the first key.
+        values = dotenv_values(path, encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {error.start} is not): save it as UTF-8") from None
+    for name in values:
+        if name not in _KNOWN:
+            raise _unknown_setting(path, name)
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _resolve_path(value: str, folder: Path | None, model: bool) -> str:
+    """``value`` with ``~`` expanded and, when it came from a settings file in ``folder``, relative to that folder.
+
+    A model named by a hub id (``tinkoff-ai/ruDialoGPT-small``) stays as it is unless the folder holds it.
+    """
+    path = Path(value).expanduser()
+    hub_model = model and is_hub_id(value)
+    if folder is None or path.is_absolute() or (hub_model and not (folder / path).exists()):
+        return str(path)
+    return str(folder / path)
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
-    env_file: Path | None = Path(".env"),
-    config_file: Path | None = Path("config.py"),
+    env_file: Path | None = PROJECT_DIR / ".env",
+    config_file: Path | None = PROJECT_DIR / "config.py",
 ) -> Settings:
     """Build the settings from the environment, ``.env`` and ``config.py``; raise ConfigError if one is bad."""
-    sources: dict[str, str] = {}
-    if config_file is not None:
-        sources.update(_config_file_values(config_file))
-    if env_file is not None and env_file.is_file():
-        sources.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    sources.update(os.environ if environ is None else environ)
+    # Each raw value with the folder its relative paths start from (None: the current directory).
+    sources: dict[str, tuple[str, Path | None]] = {}
+    for file, read in ((config_file, _config_file_values), (env_file, _env_file_values)):
+        if file is not None:
+            sources.update({name: (value, file.resolve().parent) for name, value in read(file).items()})
+    sources.update({name: (value, None) for name, value in (os.environ if environ is None else environ).items()})
 
     values: dict[str, Any] = {}
     for field in fields(Settings):
-        raw = sources.get(field.name.upper())
+        raw, folder = sources.get(field.name.upper(), (None, None))
         if raw is None or raw.strip() == "":
             continue
         parse, expected, valid = _PARSERS[field.name]
@@ -230,6 +280,8 @@ def load_settings(
         if value is None or not valid(value):
             shown = "(hidden)" if field.name in ("bot_token", "inference_api_key") else repr(raw)
             raise ConfigError(f"{field.name.upper()} must be {expected}, got {shown}")
+        if field.name in _PATHS and value:
+            value = _resolve_path(value, folder, model=field.name != "db_path")
         values[field.name] = value
     if values.get("backend") == "openai":
         if not values.get("inference_url"):

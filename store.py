@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -60,6 +61,20 @@ class ChatPreferences:
     style: str | None = None
 
 
+def _explain(path: Path, error: Exception) -> str:
+    """Why the database at ``path`` can't be used, and what to do (moving it aside only when it is damaged)."""
+    folder = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    unwritable = next((p for p in (path, folder) if p.exists() and not os.access(p, os.W_OK)), None)
+    if isinstance(error, PermissionError) or unwritable is not None:
+        return (
+            f"the chat database {path} can't be opened: no permission to write to {unwritable or folder} (SQLite "
+            "keeps the database and its journal there); give the bot's user write access, or set DB_PATH elsewhere"
+        )
+    if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
+        return f"the chat database {path} is damaged ({error}); move it aside to start afresh (its history is lost)"
+    return f"the chat database {path} can't be opened ({error})"
+
+
 class ChatStore:
     """Per-chat dialogue history in one SQLite file."""
 
@@ -76,9 +91,7 @@ class ChatStore:
                 raise sqlite3.DatabaseError(verdict)
             self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as error:
-            raise StoreError(
-                f"the chat database {self.path} can't be used ({error}); move it aside to start afresh"
-            ) from None
+            raise StoreError(_explain(self.path, error)) from None
 
     @property
     def connection(self) -> sqlite3.Connection:

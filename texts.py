@@ -1,4 +1,7 @@
-"""Everything the bot says on its own behalf, in one place so it can be restyled without touching code."""
+"""Everything the bot says on its own behalf, in one place so it can be restyled without touching code.
+
+The bot is informal: it says "ты" to everyone.
+"""
 
 GREETING = (
     "Привет! Я бот-собеседник на нейросети ruDialoGPT. Просто напиши мне что-нибудь.\n"
@@ -46,15 +49,21 @@ UNKNOWN_COMMAND = "Такой команды я не знаю. Список ко
 SLOW_DOWN = "Я ещё отвечаю на твои предыдущие сообщения. Подожди немного 🙂"
 ADMIN_ALERT = "⚠️ Ошибка в боте: {error}"
 ADMIN_ALERT_MORE = "⚠️ И ещё ошибок: {count} за {seconds} с (подробности в логе)."
-NOT_ALLOWED = "Извините, этот бот доступен только для определённых пользователей."
+NOT_ALLOWED = "Извини, я разговариваю только с теми, кого мне разрешили."
 
-SETTINGS = "Настройки чата:\nКонтекст: {turns} реплик\nСтиль ответов: {style}"
+# {turns_word}: the word's form for the number, from plural() below.
+SETTINGS = "Настройки чата:\nКонтекст: {turns} {turns_word}\nСтиль ответов: {style}"
+TURNS_WORD = ("реплика", "реплики", "реплик")
 CONTEXT_BUTTON = "Контекст: {turns}"
+CONTEXT_LESS = "−"
+CONTEXT_MORE = "+"
+CHOSEN_MARK = "✓ "
 STYLE_NAMES = {"lively": "Живой", "calm": "Спокойный"}
 SETTINGS_SAVED = "Сохранено"
-SETTINGS_EXPIRED = "Это сообщение устарело, вызовите /settings ещё раз."
-CONTEXT_RANGE = "Укажите число реплик от 1 до {maximum}, например: /context 3"
-CONTEXT_SET = "Теперь я учитываю {turns} последних реплик."
+SETTINGS_EXPIRED = "Это сообщение устарело, вызови /settings ещё раз."
+CONTEXT_RANGE = "Укажи число реплик от 1 до {maximum}, например: /context 3"
+CONTEXT_SET = "Теперь я учитываю {turns} {turns_word}."
+LAST_TURNS_WORD = ("последнюю реплику", "последние реплики", "последних реплик")
 ADMINS_ONLY = "Менять настройки группы могут только её администраторы."
 ADMIN_ONLY_COMMAND = "Эта команда только для администратора бота."
 
@@ -76,6 +85,7 @@ STATS = (
     "Подписок на гороскоп: {subscriptions}\n"
     "Оценки 👍: {liked_today} сегодня, {liked_overall} всего"
 )
+UPTIME = "{hours} ч {minutes} мин"
 LATENCY = "p50 {p50:.2f} с, p95 {p95:.2f} с"
 NO_REPLIES_YET = "ответов ещё не было"
 
@@ -118,3 +128,31 @@ FEEDBACK_THANKS = "Спасибо!"
 FEEDBACK_GONE = "Этот ответ уже удалён, оценка не сохранена. Спасибо всё равно!"
 LIKED_SHARE = "{percent}% из {rated}"
 NOT_RATED = "оценок нет"
+
+# The console chat (python main.py --console).
+CONSOLE_GREETING = "Консольный чат с моделью. /help — команды, /exit или Ctrl+D — выход."
+CONSOLE_HELP = (
+    "Команды:\n"
+    "/start или /reset — забыть историю и начать заново\n"
+    "/context N — сколько последних реплик я учитываю (1–10)\n"
+    "/help — эта справка\n"
+    "/exit — выход (или Ctrl+D)\n"
+    "Всё остальное — реплика в разговоре."
+)
+CONSOLE_PROMPT = "ты> "
+CONSOLE_REPLY = "бот> {text}"
+CONSOLE_EMPTY_LINE = "Пустая строка. Напиши что-нибудь, /help — команды."
+CONSOLE_UNKNOWN_COMMAND = "В консоли такой команды нет. Список команд — /help"
+CONSOLE_LINE_CUT = (
+    "Терминал обрезал строку до {limit} байт, конец пропал. Длинный текст лучше подать через файл: "
+    "python main.py --console < текст.txt"
+)
+
+
+def plural(count: int, forms: tuple[str, str, str]) -> str:
+    """The form of a word for ``count``, from its forms for 1, 2 and 5: 1 реплика, 3 реплики, 11 реплик, 21 реплика."""
+    if count % 10 == 1 and count % 100 != 11:
+        return forms[0]
+    if 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14:
+        return forms[1]
+    return forms[2]

@@ -53,7 +53,7 @@ class AllowList(BaseMiddleware):
         if isinstance(event, Message) and (
             is_private(event) or await AddressedToBot.check(event, data["bot"], data["settings"].trigger_word)
         ):
-            await event.answer(texts.NOT_ALLOWED, parse_mode=None)
+            await event.answer(texts.NOT_ALLOWED)
         elif isinstance(event, CallbackQuery):
             await event.answer(texts.NOT_ALLOWED, show_alert=True)
         return None

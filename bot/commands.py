@@ -16,7 +16,7 @@ from bot.feedback_store import FeedbackStore, Share
 from bot.inbox import Inbox
 from bot.stats import BotStats
 from bot.subscriptions import Subscriptions
-from inference.dialogue import MAX_CONTEXT_TURNS
+from inference.dialogue import MAX_CONTEXT_TURNS, parse_context_turns
 from inference.sampling import STYLES
 from settings import Settings
 from store import ChatPreferences, ChatStore
@@ -35,46 +35,58 @@ class ForgetChoice(CallbackData, prefix="forget"):
     confirmed: bool
 
 
-def _effective(preferences: ChatPreferences, settings: Settings) -> tuple[int, str]:
-    style = preferences.style if preferences.style in STYLES else settings.reply_style
-    return preferences.context_turns or settings.context_turns, style
-
-
 def settings_view(preferences: ChatPreferences, settings: Settings) -> tuple[str, InlineKeyboardMarkup]:
     """The /settings text and its buttons for a chat."""
-    context_turns, style = _effective(preferences, settings)
+    context_turns, style = settings.chat_choices(preferences)
     keyboard = InlineKeyboardBuilder()
     if context_turns > 1:
-        keyboard.button(text="−", callback_data=SettingsChange(name="context", value=str(context_turns - 1)))
+        less = SettingsChange(name="context", value=str(context_turns - 1))
+        keyboard.button(text=texts.CONTEXT_LESS, callback_data=less)
     keyboard.button(text=texts.CONTEXT_BUTTON.format(turns=context_turns), callback_data="noop")
     if context_turns < MAX_CONTEXT_TURNS:
-        keyboard.button(text="+", callback_data=SettingsChange(name="context", value=str(context_turns + 1)))
+        more = SettingsChange(name="context", value=str(context_turns + 1))
+        keyboard.button(text=texts.CONTEXT_MORE, callback_data=more)
     for name in STYLES:
-        mark = "✓ " if name == style else ""
+        mark = texts.CHOSEN_MARK if name == style else ""
         keyboard.button(text=mark + texts.STYLE_NAMES[name], callback_data=SettingsChange(name="style", value=name))
     keyboard.adjust(3 - (context_turns == 1) - (context_turns == MAX_CONTEXT_TURNS), len(STYLES))
-    text = texts.SETTINGS.format(turns=context_turns, style=texts.STYLE_NAMES[style])
+    text = texts.SETTINGS.format(
+        turns=context_turns, turns_word=texts.plural(context_turns, texts.TURNS_WORD), style=texts.STYLE_NAMES[style]
+    )
     return text, keyboard.as_markup()
+
+
+async def _sender_may_change(message: Message, bot: Bot) -> bool:
+    """Whether whoever sent this command may change the chat's settings.
+
+    An anonymous group admin writes as the group itself (sender_chat); a message with no sender
+    (a channel's) may change nothing.
+    """
+    if message.sender_chat is not None and message.sender_chat.id == message.chat.id:
+        return True
+    if message.from_user is None:
+        return False
+    return await may_change_settings(bot, message.chat.id, message.from_user.id, is_private(message))
 
 
 async def set_context(message: Message, command: CommandObject, bot: Bot, store: ChatStore) -> None:
     """Set how many dialogue turns this chat's prompts hold."""
-    argument = (command.args or "").strip()
-    if not argument.isdigit() or not 1 <= int(argument) <= MAX_CONTEXT_TURNS:
-        await message.answer(texts.CONTEXT_RANGE.format(maximum=MAX_CONTEXT_TURNS), parse_mode=None)
+    turns = parse_context_turns(command.args or "")
+    if turns is None:
+        await message.answer(texts.CONTEXT_RANGE.format(maximum=MAX_CONTEXT_TURNS))
         return
-    if not await may_change_settings(bot, message.chat.id, message.from_user.id, is_private(message)):
-        await message.answer(texts.ADMINS_ONLY, parse_mode=None)
+    if not await _sender_may_change(message, bot):
+        await message.answer(texts.ADMINS_ONLY)
         return
     preferences = store.preferences(message.chat.id)
-    store.set_preferences(message.chat.id, ChatPreferences(int(argument), preferences.style))
-    await message.answer(texts.CONTEXT_SET.format(turns=int(argument)), parse_mode=None)
+    store.set_preferences(message.chat.id, ChatPreferences(turns, preferences.style))
+    await message.answer(texts.CONTEXT_SET.format(turns=turns, turns_word=texts.plural(turns, texts.LAST_TURNS_WORD)))
 
 
 async def show_settings(message: Message, store: ChatStore, settings: Settings) -> None:
     """Show this chat's settings with buttons to change them."""
     text, keyboard = settings_view(store.preferences(message.chat.id), settings)
-    await message.answer(text, reply_markup=keyboard, parse_mode=None)
+    await message.answer(text, reply_markup=keyboard)
 
 
 async def _message_to_change(query: CallbackQuery, bot: Bot) -> Message | None:
@@ -105,19 +117,19 @@ async def change_setting(
     store.set_preferences(message.chat.id, preferences)
     text, keyboard = settings_view(preferences, settings)
     if text != message.text:
-        await message.edit_text(text, reply_markup=keyboard, parse_mode=None)
+        await message.edit_text(text, reply_markup=keyboard)
     await query.answer(texts.SETTINGS_SAVED)
 
 
 async def ask_to_forget(message: Message, bot: Bot) -> None:
     """Ask for confirmation before deleting everything stored about this chat."""
-    if not await may_change_settings(bot, message.chat.id, message.from_user.id, is_private(message)):
-        await message.answer(texts.ADMINS_ONLY, parse_mode=None)
+    if not await _sender_may_change(message, bot):
+        await message.answer(texts.ADMINS_ONLY)
         return
     keyboard = InlineKeyboardBuilder()
     keyboard.button(text=texts.FORGET_YES, callback_data=ForgetChoice(confirmed=True))
     keyboard.button(text=texts.FORGET_NO, callback_data=ForgetChoice(confirmed=False))
-    await message.answer(texts.FORGET_QUESTION, reply_markup=keyboard.as_markup(), parse_mode=None)
+    await message.answer(texts.FORGET_QUESTION, reply_markup=keyboard.as_markup())
 
 
 async def forget(
@@ -138,7 +150,7 @@ async def forget(
         inbox.forget_chat(message.chat.id)
         subscriptions.cancel(message.chat.id)
         feedback.forget_chat(message.chat.id)
-    await message.edit_text(texts.FORGOTTEN if callback_data.confirmed else texts.FORGET_CANCELLED, parse_mode=None)
+    await message.edit_text(texts.FORGOTTEN if callback_data.confirmed else texts.FORGET_CANCELLED)
     await query.answer()
 
 
@@ -161,13 +173,13 @@ async def show_stats(message: Message, settings: Settings, stats: BotStats, feed
     """Show the admin uptime, model, traffic, latency, queue and errors."""
     user_id = message.from_user.id if message.from_user else None
     if user_id not in settings.admin_chat_id and message.chat.id not in settings.admin_chat_id:
-        await message.answer(texts.ADMIN_ONLY_COMMAND, parse_mode=None)
+        await message.answer(texts.ADMIN_ONLY_COMMAND)
         return
     latency = stats.latency_percentiles()
     hours, rest = divmod(int(stats.uptime), 3600)
     await message.answer(
         texts.STATS.format(
-            uptime=f"{hours} ч {rest // 60} мин",
+            uptime=texts.UPTIME.format(hours=hours, minutes=rest // 60),
             model=stats.model_summary,
             chats=stats.chats_served,
             replies=stats.replies_today,
@@ -178,8 +190,7 @@ async def show_stats(message: Message, settings: Settings, stats: BotStats, feed
             subscriptions=stats.subscription_count(),
             liked_today=_liked(feedback.share_liked(since=_start_of_today())),
             liked_overall=_liked(feedback.share_liked()),
-        ),
-        parse_mode=None,
+        )
     )
 
 

@@ -30,7 +30,7 @@ class AdminNotifier:
         """Send a plain-text notice to each admin chat."""
         for chat_id in self.chat_ids:
             try:
-                await self._bot.send_message(chat_id, text, parse_mode=None)
+                await self._bot.send_message(chat_id, text)
             except TelegramAPIError as error:
                 logger.warning("admin chat %s not reached: %s", chat_id, error)
 

@@ -36,11 +36,11 @@ def reply_parameters(message: Message) -> ReplyParameters | None:
 
 
 async def send_plain(message: Message, text: str, **extra: Any) -> None:
-    """Answer with plain text (no parse mode, so model output can't break markup), split if long.
+    """Answer with plain text (the Bot's default is no parse mode, so model output can't break markup), split if long.
 
     ``extra`` (a keyboard, say) goes with the last part.
     """
     parts = split_text(text)
     for index, part in enumerate(parts):
         more = extra if index == len(parts) - 1 else {}
-        await message.answer(part, parse_mode=None, reply_parameters=reply_parameters(message), **more)
+        await message.answer(part, reply_parameters=reply_parameters(message), **more)

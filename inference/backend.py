@@ -16,6 +16,11 @@ from inference.sampling import MODEL_CARD, Sampling
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` has the shape of a hub model id, ``owner/name``."""
+    return bool(_HUB_ID.match(text))
+
+
 class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says where it was looked for and what to do."""
 
@@ -48,7 +53,8 @@ def check_model_path(model_path: str, *, weights: bool = True) -> None:
     """
     path = Path(model_path)
     if not path.exists():
-        if _HUB_ID.match(model_path):
+        if is_hub_id(model_path):
+            check_hub_model(model_path)
             return
         raise ModelLoadError(
             f"no model at {path.resolve()}: train one with `python train.py --data CHAT.csv --out "
@@ -66,6 +72,34 @@ def check_model_path(model_path: str, *, weights: bool = True) -> None:
             f"could not load the model from {path}: it has no {', '.join(missing)}; "
             "point MODEL_PATH at a folder that train.py wrote (or save_pretrained)"
         )
+
+
+def check_hub_model(repo_id: str) -> None:
+    """Fail at once, naming the missing local folder too, unless the hub has (or the cache holds) ``repo_id``.
+
+    transformers retries a file that is in no cache for about 25 s, and does so file after file: offline,
+    a mistyped local path that looks like a hub id would take a minute of log lines to fail. One request
+    without retries (to the hub transformers would ask, HF_ENDPOINT) tells the same in a moment.
+    """
+    # Imported here: huggingface_hub is only needed for a hub id, and the Telegram side imports this module.
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return
+    local = f"there is no folder {Path(repo_id).resolve()}"
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, "config.json"))
+    except (RepositoryNotFoundError, EntryNotFoundError):
+        raise ModelLoadError(
+            f"no model {repo_id}: {local}, and the hub has no model of that name; set MODEL_PATH to a model "
+            "directory (train.py writes one) or a hub id such as tinkoff-ai/ruDialoGPT-small"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - network, proxy and offline-mode errors all mean "unreachable"
+        raise ModelLoadError(
+            f"no model {repo_id}: {local}, and the hub could not be reached to download {repo_id} "
+            f"({type(error).__name__}: {error}); check the path, or the network"
+        ) from None
 
 
 class Backend(Protocol):

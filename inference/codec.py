@@ -33,7 +33,9 @@ class PromptCodec:
     def load(cls, path: str) -> PromptCodec:
         """The tokenizer at ``path`` (a model directory or a hub id)."""
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            # ruDialoGPT's tokenizer_config.json asks for a WordPiece space clean-up that transformers skips for
+            # BPE tokenizers anyway, with a warning at every decode; False says what really happens.
+            tokenizer = AutoTokenizer.from_pretrained(path, clean_up_tokenization_spaces=False)
         except (OSError, ValueError) as error:
             raise ModelLoadError(f"could not load the tokenizer from {path}: {error}") from None
         return cls(tokenizer, path)

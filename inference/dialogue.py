@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import regex
+
 # ruDialoGPT was trained on 3 turns of context; far longer contexts only dilute the prompt.
 MAX_CONTEXT_TURNS = 10
 
@@ -24,6 +26,11 @@ SECOND_SPEAKER = "@@ВТОРОЙ@@"
 _WHITESPACE = re.compile(r"\s+")
 # Zero-width and bidi controls are category Cf; they are invisible and only confuse the model.
 _DROPPED_CATEGORIES = {"Cc", "Cf", "Cs", "Co"}
+# A zero-width joiner between two emoji (👨‍👩‍👧: man, ZWJ, woman, ZWJ, girl) makes them one picture, so it stays;
+# a skin tone or the emoji variation selector may come between the first emoji and the joiner.
+_EMOJI_JOINER = regex.compile(
+    r"(?<=\p{Extended_Pictographic}[\p{Emoji_Modifier}\uFE0F]?)\u200D(?=\p{Extended_Pictographic})"
+)
 
 
 class Turn(Protocol):
@@ -81,16 +88,18 @@ class SpecialTokens:
         return (self.first, self.second)
 
 
+def parse_context_turns(argument: str) -> int | None:
+    """The number of turns a user asked for (``/context 5``), or None unless it is a whole number 1..MAX."""
+    argument = argument.strip()
+    return int(argument) if argument.isdigit() and 1 <= int(argument) <= MAX_CONTEXT_TURNS else None
+
+
 def sanitize(text: str, forbidden_texts: Iterable[str]) -> str:
     """Remove special-token texts and invisible characters a user typed, and fold whitespace.
 
     Each removed token leaves a space, so ``@@ПЕР@@ПЕРВЫЙ@@ВЫЙ@@`` can't close up into a new token.
     """
-    text = "".join(
-        " " if ch in "\n\r\t" else ch
-        for ch in unicodedata.normalize("NFC", text)
-        if ch in "\n\r\t" or unicodedata.category(ch) not in _DROPPED_CATEGORIES
-    )
+    text = _visible(text)
     for token in forbidden_texts:
         text = text.replace(token, " ")
     return _WHITESPACE.sub(" ", text).strip()
@@ -162,9 +171,14 @@ def clean_reply(text: str, forbidden_texts: Iterable[str]) -> str:
 
 
 def _visible(text: str) -> str:
-    """The text in NFC without control, format (zero-width, bidi), surrogate or private-use characters."""
+    """The text in NFC without control, format (zero-width, bidi), surrogate or private-use characters.
+
+    Line breaks and tabs become spaces; a zero-width joiner inside an emoji sequence stays.
+    """
+    text = unicodedata.normalize("NFC", text)
+    joiners = {match.start() for match in _EMOJI_JOINER.finditer(text)}
     return "".join(
         " " if ch in "\n\r\t" else ch
-        for ch in unicodedata.normalize("NFC", text)
-        if ch in "\n\r\t" or unicodedata.category(ch) not in _DROPPED_CATEGORIES
+        for index, ch in enumerate(text)
+        if ch in "\n\r\t" or unicodedata.category(ch) not in _DROPPED_CATEGORIES or index in joiners
     )

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, GenerationConfig, LogitsProcessor, StoppingCriteria
 from transformers.utils import logging as transformers_logging
 
@@ -82,8 +83,17 @@ class TransformersBackend:
         self.codec = PromptCodec.load(path)
         try:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
+        except SafetensorError as error:
+            raise ModelLoadError(
+                f"could not load the model from {path}: its weights file is damaged or cut short ({error}); "
+                "copy it again or train the model again"
+            ) from None
         except (OSError, ValueError) as error:
             raise ModelLoadError(f"could not load the model from {path}: {error}") from None
+        # Every generate() call gets a complete config; left in place, the model's own generation_config.json
+        # (read into generation_defaults below) would fill in the sampling values fast_sampling takes out, and
+        # transformers would warn that they are unused by its greedy pick.
+        model.generation_config = GenerationConfig()
         self.model = model.to(self.device).eval()
         self.name = path
         self.tokens = self.codec.tokens

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny ruDialoGPT-like model built on the spot (no hub, no shared/)."""
+"""Shared fixtures: tiny ruDialoGPT-like models built on the spot (no hub, no shared/)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,61 @@ def build_tiny_model(
     return directory
 
 
+def build_answering_model(directory: Path, words: int = 6) -> Path:
+    """A tiny model that always answers one word, whatever the prompt and the sampling, then ends its turn.
+
+    Its blocks add nothing, so each next token depends only on the last one (a bigram table): after the
+    bot's speaker token comes a word, each of ``words`` candidates far likelier than the next (a word the
+    no-repeat-n-gram rule bans gives way to the next one), and after a word comes a speaker token.
+    With ``words=0`` the speaker token comes at once: a model that never has anything to say.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER
+
+    build_tiny_model(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    bot_turn, *speakers = tokenizer.convert_tokens_to_ids([SECOND_SPEAKER, FIRST_SPEAKER, SECOND_SPEAKER])
+    answers = [
+        token_id
+        for token, token_id in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+        if len(text := tokenizer.decode([token_id])) > 2 and text[0] == " " and text[1:].isalpha()
+    ][:words]
+    assert len(answers) == words, "the tiny tokenizer has too few whole words"
+    # What follows the bot's speaker token: the words, likeliest first, or (a silent model) the end of the turn.
+    starts = answers or speakers
+    with torch.no_grad():
+        for block in model.transformer.h:
+            for projection in (block.attn.c_proj, block.mlp.c_proj):
+                projection.weight.zero_()
+                projection.bias.zero_()
+        model.transformer.wpe.weight.zero_()
+        model.transformer.wte.weight.zero_()
+        model.lm_head.weight.zero_()
+        # Dimension 0 marks "the bot's turn starts", dimension 1 "a word was said".
+        model.transformer.wte.weight[bot_turn, 0] = 1.0
+        model.transformer.wte.weight[answers, 1] = 1.0
+        for rank, token_id in enumerate(starts):
+            model.lm_head.weight[token_id, 0] = 12.0 - 2.0 * rank
+        model.lm_head.weight[speakers, 1] = torch.tensor([12.0, 10.0])
+    model.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def answering_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model that always answers (one word), so checks of stored replies always run."""
+    return build_answering_model(tmp_path_factory.mktemp("answering_model"))
+
+
+@pytest.fixture(scope="session")
+def silent_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model that ends its turn at once: every reply is empty."""
+    return build_answering_model(tmp_path_factory.mktemp("silent_model"), words=0)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight model directory, loadable with from_pretrained."""
@@ -79,3 +134,21 @@ def real_tokenizer():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(RUDIALOGPT_DIR)
+
+
+@pytest.fixture
+def make_harness(tmp_path: Path):
+    """Builds Harness instances (each with its own database) and closes every one after the test, pass or fail."""
+    from harness import Harness
+
+    made: list[Harness] = []
+
+    def make(backend, **overrides: object) -> Harness:
+        folder = tmp_path / f"harness-{len(made)}"
+        folder.mkdir()
+        made.append(Harness(backend, folder, **overrides))
+        return made[-1]
+
+    yield make
+    for harness in made:
+        harness.close()

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
 from pathlib import Path
 
-from aiogram import Bot
+from recording_backend import RecordingBackend
 from recording_session import RecordingSession, callback_update, message_update
 
+from app import create_bot, create_dispatcher
 from bot.notify import AdminNotifier
 from generator import ReplyGenerator
-from inference.backend import Backend, Outcome, Request
-from inference.transformers_backend import TransformersBackend
-from main import create_dispatcher
+from inference.backend import Backend
 from settings import Settings
 from store import ChatStore
 
@@ -21,15 +18,26 @@ ADMIN = 777
 
 
 class Harness:
+    """The bot as main.py wires it (create_bot, create_dispatcher), with a RecordingSession for Telegram.
+
+    ``model`` records every request the generator makes (``harness.model.requests``).
+    """
+
     def __init__(
-        self, model: Backend, tmp_path: Path, task_models: dict[str, Backend] | None = None, **overrides: object
+        self, backend: Backend, tmp_path: Path, task_models: dict[str, Backend] | None = None, **overrides: object
     ) -> None:
-        settings = {"model_path": model.name, "db_path": str(tmp_path / "bot.sqlite3"), "admin_chat_id": (ADMIN,)}
+        settings = {
+            "bot_token": "42:TEST",
+            "model_path": backend.name,
+            "db_path": str(tmp_path / "bot.sqlite3"),
+            "admin_chat_id": (ADMIN,),
+        }
         self.settings = Settings(**{**settings, **overrides})
+        self.model = RecordingBackend(backend)
         self.store = ChatStore(self.settings.db_path)
-        self.generator = ReplyGenerator(model, self.store, self.settings, task_models)
+        self.generator = ReplyGenerator(self.model, self.store, self.settings, task_models)
         self.session = RecordingSession()
-        self.bot = Bot("42:TEST", session=self.session)
+        self.bot = create_bot(self.settings, self.session)
         self.admins = AdminNotifier(self.bot, [ADMIN])
         self.dispatcher = create_dispatcher(self.generator, self.store, self.admins, self.settings)
 
@@ -46,25 +54,3 @@ class Harness:
     def close(self) -> None:
         self.generator.shutdown()
         self.store.close()
-
-
-class RecordingBackend:
-    """A real backend that also records every batch it generates, and can be held closed by ``gate``."""
-
-    def __init__(self, backend: TransformersBackend) -> None:
-        self.backend = backend
-        self.batches: list[list[Request]] = []
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.backend, name)
-
-    @property
-    def requests(self) -> list[Request]:
-        return [request for batch in self.batches for request in batch]
-
-    def generate(self, requests: Sequence[Request]) -> list[Outcome]:
-        self.gate.wait(10)
-        self.batches.append(list(requests))
-        return self.backend.generate(requests)

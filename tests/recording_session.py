@@ -17,12 +17,18 @@ BOT_USER = User(id=42, is_bot=True, first_name="Test", username="test_bot")
 
 
 class RecordingSession(BaseSession):
-    """Answers every call like Telegram would and keeps the calls; ``fail`` makes a method raise."""
+    """Answers every call like Telegram would and keeps the calls.
+
+    ``fail`` makes a method raise every time, ``fail_next`` the next time only; ``wire`` holds each
+    call's parameters as they would go to Telegram (the Bot's defaults filled in, unset ones left out).
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[TelegramMethod[Any]] = []
+        self.wire: list[dict[str, Any]] = []
         self.fail: dict[type, Exception] = {}
+        self.fail_next: dict[type, list[Exception]] = {}
         self.group_admins: set[int] = set()
         self._message_id = 1000
 
@@ -30,6 +36,10 @@ class RecordingSession(BaseSession):
         self, bot: Bot, method: TelegramMethod[TelegramType], timeout: int | None = None
     ) -> TelegramType:
         self.calls.append(method)
+        prepared = {key: self.prepare_value(value, bot, {}) for key, value in method.model_dump(warnings=False).items()}
+        self.wire.append({key: value for key, value in prepared.items() if value is not None})
+        if self.fail_next.get(type(method)):
+            raise self.fail_next[type(method)].pop(0)
         if type(method) in self.fail:
             raise self.fail[type(method)]
         if isinstance(method, GetMe):
@@ -75,7 +85,10 @@ _update_ids = itertools.count(1)
 def message_update(
     chat_id: int, text: str | None = None, *, user_id: int | None = None, chat_type: str = "private", **extra: Any
 ) -> dict:
-    """A raw message update as Telegram sends it; a leading /command and @mentions get their entities."""
+    """A raw message update as Telegram sends it; a leading /command and @mentions get their entities.
+
+    ``user_id=0`` leaves the sender out, as in a channel's posts.
+    """
     update_id = next(_update_ids)
     chat = (
         {"id": chat_id, "type": chat_type, "first_name": "Аня"}
@@ -89,6 +102,8 @@ def message_update(
         "from": {"id": user_id or chat_id, "is_bot": False, "first_name": "Аня"},
         **extra,
     }
+    if user_id == 0:
+        del message["from"]
     if text is not None:
         message["text"] = text
         entities = []

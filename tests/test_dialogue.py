@@ -43,6 +43,14 @@ def tiny_tokens(tiny_tokenizer) -> SpecialTokens:
         ("нуле\u200bвой\u200d ширины\u2067", "нулевой ширины"),
         ("управ\x00ляющие\x07", "управляющие"),
         ("😀🎉", "😀🎉"),
+        # Joined emoji stay one picture (family; heart with its emoji selector; skin tone; flag); a joiner
+        # or a zero-width space anywhere else goes.
+        ("семья 👨\u200d👩\u200d👧\u200b!", "семья 👨\u200d👩\u200d👧!"),
+        (
+            "👩\u200d❤\ufe0f\u200d👨 👩🏽\u200d💻 🏳\ufe0f\u200d🌈",
+            "👩\u200d❤\ufe0f\u200d👨 👩🏽\u200d💻 🏳\ufe0f\u200d🌈",
+        ),
+        ("а\u200d👨 👨\u200dб \u200d👨", "а👨 👨б 👨"),
         ("שלום עולם", "שלום עולם"),
         (f"{FIRST_SPEAKER}{SECOND_SPEAKER}", ""),
     ],
@@ -92,6 +100,7 @@ def test_reply_is_cut_at_the_first_speaker_or_pad(tiny_tokens) -> None:
 
 def test_clean_reply_cuts_at_speaker_text_and_strips() -> None:
     assert clean_reply(f"  привет,  друг {FIRST_SPEAKER} лишнее", FORBIDDEN) == "привет, друг"
+    assert clean_reply("👨\u200d👩\u200d👧\u200b", FORBIDDEN) == "👨\u200d👩\u200d👧", "a model's emoji stay whole too"
     assert clean_reply("обрыв\ufffd", FORBIDDEN) == "обрыв"
     assert clean_reply("упр\x7fав\x1bление\u200b", FORBIDDEN) == "управление"
     assert clean_reply(f"{SECOND_SPEAKER}", FORBIDDEN) == ""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from recording_backend import RecordingBackend
+from safetensors import safe_open
 from transformers import GenerationConfig
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
@@ -33,14 +36,32 @@ def model(tiny_model_dir: Path) -> TransformersBackend:
     return TransformersBackend(str(tiny_model_dir), device="cpu", dtype="float32")
 
 
+@pytest.fixture(scope="module")
+def answering(answering_model_dir: Path) -> TransformersBackend:
+    """A model that always answers, for the checks of what is stored."""
+    return TransformersBackend(str(answering_model_dir), device="cpu", dtype="float32")
+
+
 @pytest.fixture
-def generator(model: TransformersBackend, tmp_path: Path):
-    settings = Settings(model_path=model.name, db_path=str(tmp_path / "bot.sqlite3"))
-    store = ChatStore(settings.db_path)
-    generator = ReplyGenerator(model, store, settings)
-    yield generator
-    generator.shutdown()
+def store(tmp_path: Path):
+    store = ChatStore(tmp_path / "bot.sqlite3")
+    yield store
     store.close()
+
+
+@pytest.fixture
+def make_generator(store: ChatStore):
+    """Builds generators on the test's store, each recording its requests; all are shut down after the test."""
+    made: list[ReplyGenerator] = []
+
+    def make(backend: TransformersBackend, **settings: object) -> tuple[ReplyGenerator, RecordingBackend]:
+        recording = RecordingBackend(backend)
+        made.append(ReplyGenerator(recording, store, Settings(model_path=backend.name, **settings)))
+        return made[-1], recording
+
+    yield make
+    for generator in made:
+        generator.shutdown()
 
 
 def greedy(model: TransformersBackend, **overrides: object) -> GenerationConfig:
@@ -55,9 +76,11 @@ def requests(*dialogues: tuple[str, ...]) -> list[Request]:
     return [Request(dialogue, time.monotonic() + 60) for dialogue in dialogues]
 
 
-def test_the_model_loads_once_with_its_facts(model: TransformersBackend) -> None:
+def test_the_model_loads_once_with_its_facts(model: TransformersBackend, tiny_model_dir: Path) -> None:
     assert model.device.type == "cpu" and model.dtype == torch.float32
-    assert model.parameters == sum(p.numel() for p in model.model.parameters()) > 0
+    with safe_open(tiny_model_dir / "model.safetensors", framework="pt") as weights:
+        in_the_file = sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())  # noqa: SIM118 - safe_open is no dict
+    assert model.parameters == in_the_file
     assert model.load_seconds > 0
 
 
@@ -81,6 +104,8 @@ def test_hub_ids_reach_from_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(name)
         raise OSError("offline")
 
+    # The hub says it has the model, then fails to hand over the tokenizer.
+    monkeypatch.setattr("huggingface_hub.get_hf_file_metadata", lambda url: None)
     monkeypatch.setattr("inference.codec.AutoTokenizer.from_pretrained", fake_hub)
     with pytest.raises(ModelLoadError, match="tinkoff-ai/ruDialoGPT-small: offline"):
         TransformersBackend("tinkoff-ai/ruDialoGPT-small")
@@ -174,57 +199,51 @@ def test_sampled_replies_stay_within_the_top_k(model: TransformersBackend) -> No
     assert model.generate(requests(*PROMPTS), one) == model.generate(requests(*PROMPTS), greedy(model))
 
 
-async def test_a_reply_is_remembered_with_the_users_turn_once_delivered(generator: ReplyGenerator) -> None:
+async def test_a_reply_is_remembered_with_the_users_turn_once_delivered(
+    answering: TransformersBackend, make_generator, store
+) -> None:
+    generator, _ = make_generator(answering)
     reply = await generator.reply(5, "привет @@ВТОРОЙ@@", "42")
-    assert generator._store.recent_turns(5, 10) == [], "nothing is stored before the reply is sent"
+    assert reply.text
+    assert store.recent_turns(5, 10) == [], "nothing is stored before the reply is sent"
     generator.remember(5, reply)
-    history = generator._store.recent_turns(5, 10)
-    assert history == ([Turn("42", "привет"), Turn("bot", reply.text)] if reply.text else [])
+    assert store.recent_turns(5, 10) == [Turn("42", "привет"), Turn("bot", reply.text)]
 
 
-async def test_the_prompt_holds_the_chats_recent_turns(generator: ReplyGenerator, monkeypatch) -> None:
-    seen: list[Request] = []
-    real_generate = generator.model.generate
+async def test_no_reply_is_empty_text_and_nothing_is_stored(silent_model_dir: Path, make_generator, store) -> None:
+    generator, _ = make_generator(TransformersBackend(str(silent_model_dir), device="cpu"))
+    reply = await generator.reply(5, "привет", "42")
+    generator.remember(5, reply)
+    assert reply.text == "" and store.recent_turns(5, 10) == []
 
-    def spy(batch, generation=None):
-        seen.extend(batch)
-        return real_generate(batch, generation)
 
-    monkeypatch.setattr(generator._pool, "_run_batch", spy)
-    generator._store.add_turns(9, [Turn("1", "раз"), Turn("bot", "два"), Turn("1", "три"), Turn("bot", "четыре")])
+async def test_the_prompt_holds_the_chats_recent_turns(model: TransformersBackend, make_generator, store) -> None:
+    generator, recording = make_generator(model)
+    store.add_turns(9, [Turn("1", "раз"), Turn("bot", "два"), Turn("1", "три"), Turn("bot", "четыре")])
     await generator.reply(9, "пять", "1")
-    assert seen[-1].turns == ("три", "четыре", "пять")
+    assert recording.requests[-1].turns == ("три", "четыре", "пять")
 
 
-async def test_empty_text_after_cleaning_is_refused(generator: ReplyGenerator) -> None:
+async def test_empty_text_after_cleaning_is_refused(model: TransformersBackend, make_generator) -> None:
+    generator, recording = make_generator(model)
     with pytest.raises(EmptyMessageError):
         await generator.reply(1, "@@ПЕРВЫЙ@@ \u200b", "1")
+    assert recording.requests == []
 
 
-async def test_a_generation_past_its_timeout_is_stopped(model: TransformersBackend, tmp_path: Path) -> None:
-    settings = Settings(model_path=model.name, generation_timeout=1e-6, max_new_tokens=40)
-    store = ChatStore(tmp_path / "db.sqlite3")
-    generator = ReplyGenerator(model, store, settings)
+async def test_a_generation_past_its_timeout_is_stopped(answering: TransformersBackend, make_generator, store) -> None:
+    generator, _ = make_generator(answering, generation_timeout=1e-6, max_new_tokens=40)
     with pytest.raises(ReplyTimeoutError):
         await generator.reply(1, "привет", "1")
     assert store.recent_turns(1, 10) == []
-    generator.shutdown()
 
 
-async def test_settings_reach_the_sampling_of_each_style(model: TransformersBackend, tmp_path: Path) -> None:
-    settings = Settings(model_path=model.name, top_k=3, temperature=0.5, max_new_tokens=7)
-    store = ChatStore(tmp_path / "db.sqlite3")
-    generator = ReplyGenerator(model, store, settings)
-    seen: list[Request] = []
-    generator._pool._run_batch = lambda batch: seen.extend(batch) or model.generate(batch)
-    try:
-        await generator.reply(1, "привет", "1")
-        store.set_preferences(1, ChatPreferences(None, "calm"))
-        await generator.reply(1, "привет", "1")
-    finally:
-        generator.shutdown()
-        store.close()
-    lively, calm = seen[0].sampling, seen[1].sampling
+async def test_settings_reach_the_sampling_of_each_style(model: TransformersBackend, make_generator, store) -> None:
+    generator, recording = make_generator(model, top_k=3, temperature=0.5, max_new_tokens=7)
+    await generator.reply(1, "привет", "1")
+    store.set_preferences(1, ChatPreferences(None, "calm"))
+    await generator.reply(1, "привет", "1")
+    lively, calm = recording.requests[0].sampling, recording.requests[1].sampling
     assert (lively.top_k, lively.temperature, lively.max_new_tokens) == (3, 0.5, 7)
     assert lively.top_p == 0.95 and lively.no_repeat_ngram_size == 2
     assert (calm.top_k, calm.temperature, calm.top_p, calm.max_new_tokens) == (3, 0.7, 0.9, 7)

@@ -12,7 +12,7 @@ from inference.transformers_backend import TransformersBackend
 
 # Every special token of the test tokenizer (test_dialogue checks the real one's extra tokens).
 SPEAKERS = "@@ПЕРВЫЙ@@ @@ВТОРОЙ@@ <|endoftext|> <pad>"
-REPLIED = "reply"  # the model's answer (or the fallback), stored with the cleaned text
+REPLIED = "reply"  # the model's answer, stored after the cleaned text
 FORWARD = {"forward_origin": {"type": "hidden_user", "date": 0, "sender_user_name": "Кто-то"}}
 
 CASES = [
@@ -23,6 +23,7 @@ CASES = [
     ("emoji-only", "😀🔥👍", {}, REPLIED, "😀🔥👍"),
     ("right-to-left", "مرحبا كيف حالك", {}, REPLIED, "مرحبا كيف حالك"),
     ("zero-width", "при\u200bвет\u200d\u2066", {}, REPLIED, "привет"),
+    ("joined-emoji", "👨\u200d👩\u200d👧\u200b!", {}, REPLIED, "👨\u200d👩\u200d👧!"),
     ("control-chars", "при\x00вет\x1b[31m", {}, REPLIED, "привет[31m"),
     ("only-special-tokens", SPEAKERS * 20, {}, texts.EMPTY_TEXT, None),
     ("special-tokens-inside", f"{SPEAKERS} как дела? {SPEAKERS}", {}, REPLIED, "как дела?"),
@@ -33,35 +34,33 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> TransformersBackend:
-    return TransformersBackend(str(tiny_model_dir), device="cpu")
+def model(answering_model_dir: Path) -> TransformersBackend:
+    return TransformersBackend(str(answering_model_dir), device="cpu")
+
+
+@pytest.fixture
+def harness(model: TransformersBackend, make_harness) -> Harness:
+    return make_harness(model)
 
 
 @pytest.mark.parametrize(("text", "extra", "answer", "stored"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-async def test_hostile_input(model: TransformersBackend, tmp_path, text: str, extra: dict, answer, stored) -> None:
-    harness = Harness(model, tmp_path)
+async def test_hostile_input(harness: Harness, text: str, extra: dict, answer, stored) -> None:
     chat = -500 if extra.get("chat_type") == "group" else 500
     answers = await harness.send(chat, text, **extra)
     history = harness.store.recent_turns(chat, 10)
-    if answer is None:
-        assert answers == []
-    elif answer is REPLIED:
-        assert len(answers) == 1 and answers[0] not in (texts.ERROR, texts.EMPTY_TEXT)
-        if answers[0] != texts.FALLBACK_REPLY:
-            assert [t.text for t in history] == [stored.strip(), answers[0]]
+    if answer is REPLIED:
+        assert len(answers) == 1 and answers[0] not in (texts.ERROR, texts.EMPTY_TEXT, texts.FALLBACK_REPLY)
+        assert [t.text for t in history] == [stored.strip(), answers[0]]
     else:
-        assert answers == [answer]
-    if answer is not REPLIED:
+        assert answers == ([] if answer is None else [answer])
         assert history == []
     for turn in history:
         assert "@@" not in turn.text and "<|endoftext|>" not in turn.text
     assert all(len(a) <= 4096 for a in answers)
-    harness.close()
 
 
-async def test_edited_messages_are_ignored(model: TransformersBackend, tmp_path: Path) -> None:
+async def test_edited_messages_are_ignored(harness: Harness) -> None:
     """By rule: an edit doesn't rewrite the dialogue or ask for a second reply."""
-    harness = Harness(model, tmp_path)
     update = {
         "update_id": 1,
         "edited_message": {
@@ -75,4 +74,3 @@ async def test_edited_messages_are_ignored(model: TransformersBackend, tmp_path:
     }
     await harness.dispatcher.feed_raw_update(harness.bot, update)
     assert harness.session.calls == [] and harness.store.recent_turns(1, 10) == []
-    harness.close()

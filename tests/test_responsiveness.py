@@ -9,11 +9,11 @@ from pathlib import Path
 from recording_session import RecordingSession, message_update
 
 import texts
+from app import create_dispatcher
 from bench.serving import LagMeter
 from bot.notify import AdminNotifier
 from generator import ReplyGenerator
 from inference.transformers_backend import TransformersBackend
-from main import create_dispatcher
 from settings import Settings
 from store import ChatStore
 
