@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recording_backend import RecordingBackend
 from recording_session import RecordingSession, callback_update, message_update
 
 from app import create_bot, create_dispatcher
@@ -18,9 +17,9 @@ ADMIN = 777
 
 
 class Harness:
-    """The bot as main.py wires it (create_bot, create_dispatcher), with a RecordingSession for Telegram.
+    """The bot as main.py wires it (app.create_bot, app.create_dispatcher), with a RecordingSession for Telegram.
 
-    ``model`` records every request the generator makes (``harness.model.requests``).
+    ``model`` is the chat backend given (a RecordingBackend shows what the generator asked of it).
     """
 
     def __init__(
@@ -33,7 +32,7 @@ class Harness:
             "admin_chat_id": (ADMIN,),
         }
         self.settings = Settings(**{**settings, **overrides})
-        self.model = RecordingBackend(backend)
+        self.model = backend
         self.store = ChatStore(self.settings.db_path)
         self.generator = ReplyGenerator(self.model, self.store, self.settings, task_models)
         self.session = RecordingSession()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
 from harness import ADMIN, Harness
+from recording_backend import RecordingBackend
 
 import texts
 from app import register_commands
@@ -26,7 +27,7 @@ def model(answering_model_dir: Path) -> TransformersBackend:
 
 @pytest.fixture
 def harness(model: TransformersBackend, make_harness) -> Harness:
-    return make_harness(model, trigger_word="Тимоха")
+    return make_harness(RecordingBackend(model), trigger_word="Тимоха")
 
 
 def group(**extra: object) -> dict:
@@ -238,7 +239,7 @@ def test_old_turns_expire(harness: Harness) -> None:
 
 
 async def test_the_allow_list_refuses_others_without_generating(model: TransformersBackend, make_harness) -> None:
-    harness = make_harness(model, allowed_users=(5,), allowed_chats=(GROUP,))
+    harness = make_harness(RecordingBackend(model), allowed_users=(5,), allowed_chats=(GROUP,))
     assert await harness.send(6, "привет") == [texts.NOT_ALLOWED]
     assert await harness.send(6, "/start") == [texts.NOT_ALLOWED]
     assert harness.store.recent_turns(6, 10) == [] and harness.model.requests == []

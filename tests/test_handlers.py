@@ -10,6 +10,7 @@ import pytest
 from aiogram.exceptions import TelegramForbiddenError, TelegramServerError
 from aiogram.methods import SendChatAction, SendMessage
 from harness import ADMIN, Harness
+from recording_backend import RecordingBackend
 
 import texts
 from bot.notify import AdminNotifier
@@ -25,7 +26,7 @@ def model(answering_model_dir: Path) -> TransformersBackend:
 
 @pytest.fixture
 def harness(model: TransformersBackend, make_harness) -> Harness:
-    return make_harness(model)
+    return make_harness(RecordingBackend(model))
 
 
 async def test_start_greets_and_clears_history(harness: Harness) -> None:
@@ -126,7 +127,7 @@ async def test_a_blocked_user_is_logged_not_retried(harness: Harness, caplog) ->
 
 
 async def test_a_full_queue_answers_busy_at_once(model: TransformersBackend, make_harness) -> None:
-    harness = make_harness(model, max_pending=1, batch_window_ms=200)
+    harness = make_harness(RecordingBackend(model), max_pending=1, batch_window_ms=200)
     slow = asyncio.ensure_future(harness.send(1, "первый"))
     await asyncio.sleep(0.05)
     assert await harness.send(2, "второй") == [texts.BUSY]
@@ -144,7 +145,7 @@ def test_long_replies_are_split_for_telegram() -> None:
 
 
 async def test_one_chats_messages_are_answered_in_order_and_a_flood_is_asked_to_wait(model, make_harness) -> None:
-    harness = make_harness(model, chat_queue_limit=2, batch_window_ms=50)
+    harness = make_harness(RecordingBackend(model), chat_queue_limit=2, batch_window_ms=50)
     await asyncio.gather(*(harness.send(1, f"сообщение {i}") for i in range(4)))
     answers = harness.session.texts(1)
     assert answers.count(texts.SLOW_DOWN) == 2

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from harness import Harness
+from recording_backend import RecordingBackend
 
 import texts
 from inference.transformers_backend import TransformersBackend
@@ -40,7 +41,7 @@ def model(answering_model_dir: Path) -> TransformersBackend:
 
 @pytest.fixture
 def harness(model: TransformersBackend, make_harness) -> Harness:
-    return make_harness(model)
+    return make_harness(RecordingBackend(model))
 
 
 @pytest.mark.parametrize(("text", "extra", "answer", "stored"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
