@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 
@@ -16,9 +17,6 @@ CONSOLE_CHAT_ID = 0
 CONSOLE_AUTHOR = "console"
 # The exit status of a program ended by Ctrl+C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
-# A terminal in line mode hands a program at most this many bytes of one line and drops the rest
-# (Linux's N_TTY); readline reads key by key and has no such limit.
-TERMINAL_LINE_LIMIT = 4095
 
 
 def _write(line: str) -> None:
@@ -26,13 +24,13 @@ def _write(line: str) -> None:
     sys.stdout.flush()
 
 
-def _line_editing() -> bool:
-    """Turn on readline (arrow keys, history, no line-length limit) where Python has it."""
-    try:
+def _use_readline() -> None:
+    """Let input() read through readline where Python has it: line editing, history, and no line-length limit.
+
+    Without it a terminal in line mode passes at most 4,095 bytes of a line and silently drops the rest.
+    """
+    with contextlib.suppress(ImportError):
         import readline  # noqa: F401 - importing it is what makes input() use it
-    except ImportError:
-        return False
-    return True
 
 
 def _read_line(interactive: bool) -> str | None:
@@ -82,14 +80,13 @@ async def _reply(generator: ReplyGenerator, line: str) -> str:
 def run_console(generator: ReplyGenerator, store: ChatStore) -> int:
     """Chat until /exit or the end of input (status 0) or Ctrl+C (status 130, at the prompt or while generating)."""
     interactive = sys.stdin.isatty()
-    cut_by_terminal = interactive and not _line_editing()
+    if interactive:
+        _use_readline()
     generator.forget(CONSOLE_CHAT_ID)
     _write(texts.CONSOLE_GREETING)
     with asyncio.Runner() as runner:
         try:
             while (line := _read_line(interactive)) is not None:
-                if cut_by_terminal and len(line.encode()) >= TERMINAL_LINE_LIMIT:
-                    _write(texts.CONSOLE_LINE_CUT.format(limit=TERMINAL_LINE_LIMIT))
                 text = line.strip()
                 if text == "/exit":
                     break

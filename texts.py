@@ -143,10 +143,6 @@ CONSOLE_PROMPT = "ты> "
 CONSOLE_REPLY = "бот> {text}"
 CONSOLE_EMPTY_LINE = "Пустая строка. Напиши что-нибудь, /help — команды."
 CONSOLE_UNKNOWN_COMMAND = "В консоли такой команды нет. Список команд — /help"
-CONSOLE_LINE_CUT = (
-    "Терминал обрезал строку до {limit} байт, конец пропал. Длинный текст лучше подать через файл: "
-    "python main.py --console < текст.txt"
-)
 
 
 def plural(count: int, forms: tuple[str, str, str]) -> str:

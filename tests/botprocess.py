@@ -28,14 +28,19 @@ def bot_env(**settings: object) -> dict[str, str]:
     return env
 
 
+def main_command(workdir: Path, *args: str) -> list[str]:
+    """``python main.py ARGS`` reading .env and config.py from ``workdir``, not the project's (a developer's own)."""
+    return [sys.executable, str(MAIN), "--config-dir", str(workdir), *args]
+
+
 class BotProcess:
-    """``python main.py`` in ``workdir`` (so no .env or config.py of the project is read), logging to a file."""
+    """``python main.py`` in ``workdir``, with its settings files read from there, logging to a file."""
 
     def __init__(self, workdir: Path, *args: str, **settings: object) -> None:
         self.log_path = workdir / f"bot-{len(list(workdir.glob('bot-*.log')))}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, str(MAIN), *args],
+            main_command(workdir, *args),
             cwd=workdir,
             env=bot_env(**settings),
             stdin=subprocess.DEVNULL,

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from botprocess import MAIN, bot_env
+from botprocess import bot_env, main_command
 from conftest import ROOT
 from transformers import GenerationConfig
 
@@ -61,7 +60,7 @@ def test_the_demo_model_answers_in_russian(demo: TransformersBackend) -> None:
 
 def test_the_console_chat_answers_in_russian_with_the_demo_model(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(MAIN), "--console"],
+        main_command(tmp_path, "--console"),
         cwd=tmp_path,
         env=bot_env(model_path=DEMO, db_path=tmp_path / "db.sqlite3"),
         input="привет\nкак дела?\n",

@@ -1,0 +1,177 @@
+"""The console chat (``python main.py --console``): piped and in a terminal, its commands, and Ctrl+C."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import pty
+import select
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from botprocess import bot_env, main_command
+
+import texts
+from console import CONSOLE_AUTHOR, CONSOLE_CHAT_ID, INTERRUPTED
+
+
+def run_piped(tmp_path: Path, model_dir: Path, stdin: str, **settings: object) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        main_command(tmp_path, "--console"),
+        cwd=tmp_path,
+        env=bot_env(model_path=model_dir, db_path=tmp_path / "db.sqlite3", **settings),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def stored_turns(tmp_path: Path) -> list[tuple[str, str]]:
+    db = sqlite3.connect(tmp_path / "db.sqlite3")
+    try:
+        query = "SELECT author, text FROM turns WHERE chat_id = ? ORDER BY id"
+        return db.execute(query, (CONSOLE_CHAT_ID,)).fetchall()
+    finally:
+        db.close()
+
+
+class Terminal:
+    """``main.py --console`` on a pseudo-terminal, as a person at a keyboard runs it."""
+
+    def __init__(self, tmp_path: Path, model_dir: Path, **settings: object) -> None:
+        self._main, child = pty.openpty()
+        self.process = subprocess.Popen(
+            main_command(tmp_path, "--console"),
+            cwd=tmp_path,
+            stdin=child,
+            stdout=child,
+            stderr=subprocess.PIPE,
+            env=bot_env(model_path=model_dir, db_path=tmp_path / "db.sqlite3", **settings),
+        )
+        os.close(child)
+        self.output = ""
+        self._seen = 0
+        # A read can end inside a character: decode across reads.
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def type(self, text: str) -> None:
+        os.write(self._main, text.encode())
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        """Read the screen until ``text`` appears after the last text waited for."""
+        deadline = time.monotonic() + timeout
+        while (found := self.output.find(text, self._seen)) < 0:
+            assert time.monotonic() < deadline and self.process.poll() is None, f"no {text!r} in {self.output!r}"
+            if select.select([self._main], [], [], 0.1)[0]:
+                self.output += self._decoder.decode(os.read(self._main, 65536))
+        self._seen = found + len(text)
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        """The exit status and what went to stderr."""
+        status = self.process.wait(timeout)
+        return status, self.process.stderr.read().decode(errors="replace")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process.stderr.close()
+        os.close(self._main)
+
+
+@pytest.fixture
+def terminal(tmp_path: Path):
+    opened: list[Terminal] = []
+
+    def open_terminal(model_dir: Path, **settings: object) -> Terminal:
+        opened.append(Terminal(tmp_path, model_dir, **settings))
+        return opened[-1]
+
+    yield open_terminal
+    for each in opened:
+        each.close()
+
+
+def test_piped_lines_are_answered_one_by_one_and_commands_are_not_sent_to_the_model(
+    tmp_path: Path, answering_model_dir: Path
+) -> None:
+    lines = ["привет", "", "/help", "/context 5", "/context 50", "/start", "/settings", "@@ПЕРВЫЙ@@", "как дела?"]
+    result = run_piped(tmp_path, answering_model_dir, "\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert texts.CONSOLE_PROMPT not in result.stdout, "no prompt when nobody types"
+    out = result.stdout
+    for expected in (
+        texts.CONSOLE_GREETING,
+        texts.CONSOLE_EMPTY_LINE,
+        texts.CONSOLE_HELP,
+        "Теперь я учитываю 5 последних реплик.",
+        texts.CONTEXT_RANGE.format(maximum=10),
+        texts.HISTORY_CLEARED,
+        texts.CONSOLE_UNKNOWN_COMMAND,
+        texts.CONSOLE_REPLY.format(text=texts.EMPTY_TEXT),
+    ):
+        assert expected in out
+    replies = [line.removeprefix("бот> ") for line in out.splitlines() if line.startswith("бот> ")]
+    assert len(replies) == 3 and replies[1] == texts.EMPTY_TEXT
+    # /start forgot the first exchange; only the model saw text, never a command.
+    assert stored_turns(tmp_path) == [(CONSOLE_AUTHOR, "как дела?"), ("bot", replies[2])]
+    db = sqlite3.connect(tmp_path / "db.sqlite3")
+    try:
+        chosen = db.execute("SELECT context_turns FROM chat_settings WHERE chat_id = ?", (CONSOLE_CHAT_ID,))
+        assert chosen.fetchone() == (5,)
+    finally:
+        db.close()
+
+
+def test_a_model_with_nothing_to_say_gets_the_fallback_phrase(tmp_path: Path, silent_model_dir: Path) -> None:
+    result = run_piped(tmp_path, silent_model_dir, "привет\n")
+    assert result.returncode == 0, result.stderr
+    assert texts.CONSOLE_REPLY.format(text=texts.FALLBACK_REPLY) in result.stdout.splitlines()
+
+
+def test_one_ctrl_c_at_the_prompt_ends_the_chat_quietly(terminal, answering_model_dir: Path) -> None:
+    console = terminal(answering_model_dir)
+    console.wait_for(texts.CONSOLE_PROMPT)
+    console.type("привет\n")
+    console.wait_for("бот> ")
+    console.wait_for(texts.CONSOLE_PROMPT)
+    # readline prints the prompt just before it waits for keys; a person's Ctrl+C comes later than that.
+    time.sleep(0.5)
+    console.process.send_signal(signal.SIGINT)
+    status, errors = console.finish()
+    assert status == INTERRUPTED and "Traceback" not in errors and "KeyboardInterrupt" not in errors
+
+
+def test_one_ctrl_c_while_a_reply_is_on_its_way_ends_the_chat_quietly(terminal, answering_model_dir: Path) -> None:
+    # The reply waits a second for company in its batch: the interrupt comes while it is on its way.
+    console = terminal(answering_model_dir, batch_window_ms=1000)
+    console.wait_for(texts.CONSOLE_PROMPT)
+    console.type("привет\n")
+    console.wait_for("привет")
+    time.sleep(0.3)
+    console.process.send_signal(signal.SIGINT)
+    status, errors = console.finish()
+    assert "бот> " not in console.output, "the reply came before the interrupt: nothing was tested"
+    assert status == INTERRUPTED and "Traceback" not in errors and "KeyboardInterrupt" not in errors
+
+
+def test_a_line_longer_than_the_terminals_line_buffer_arrives_whole(
+    terminal, tmp_path: Path, answering_model_dir: Path
+) -> None:
+    long_line = " ".join(["слово"] * 700)  # 8,399 bytes: twice what a terminal in line mode passes on
+    console = terminal(answering_model_dir)
+    console.wait_for(texts.CONSOLE_PROMPT)
+    for start in range(0, len(long_line), 500):
+        console.type(long_line[start : start + 500])
+    console.type("\n")
+    console.wait_for("бот> ")
+    console.type("/exit\n")
+    status, errors = console.finish()
+    assert status == 0, errors
+    [(author, text), _] = stored_turns(tmp_path)
+    assert author == CONSOLE_AUTHOR and text == long_line
