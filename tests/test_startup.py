@@ -1,0 +1,193 @@
+"""Start-up as a newcomer meets it: --help, the two sides' imports, devices, broken or missing models, quiet logs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+import torch
+from botprocess import ROOT, bot_env, main_command
+from conftest import build_tiny_model
+
+from inference.backend import ModelLoadError, check_model_path
+from inference.devices import DeviceError, pick_device
+from inference.transformers_backend import TransformersBackend
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter in the project folder, with ``env`` added to the environment."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**bot_env(), **env}, capture_output=True, text=True, timeout=120
+    )
+
+
+def modules_of(package: str) -> list[str]:
+    return sorted(f"{package}.{path.stem}" for path in (ROOT / package).glob("*.py") if path.stem != "__init__")
+
+
+@pytest.mark.parametrize(
+    ("modules", "absent"),
+    [
+        (["handlers", "texts", "errors", *modules_of("bot")], ("torch", "transformers")),
+        (["generator", "console", *modules_of("inference")], ("aiogram",)),
+    ],
+    ids=["the Telegram side loads no torch", "the model side loads no aiogram"],
+)
+def test_each_side_imports_nothing_of_the_other(modules: list[str], absent: tuple[str, ...]) -> None:
+    code = f"import importlib, sys\nfor name in {modules!r}: importlib.import_module(name)\n"
+    code += f"print(sorted(name for name in {absent!r} if name in sys.modules))"
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_help_comes_before_the_heavy_imports_and_says_where_settings_go() -> None:
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['main.py', '--help']\n"
+        "try:\n"
+        f"    runpy.run_path({str(ROOT / 'main.py')!r}, run_name='__main__')\n"
+        "except SystemExit as done:\n"
+        "    assert done.code == 0\n"
+        "print('LOADED', sorted(name for name in ('torch', 'transformers', 'aiogram') if name in sys.modules))"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout
+    shown = " ".join(result.stdout.split())
+    assert "BOT_TOKEN" in shown and ".env" in shown and "config.example.py" in shown and "--console" in shown
+    assert str(ROOT) in shown, "where .env and config.py are read from"
+
+
+# --- devices ---------------------------------------------------------------------------------------------------
+
+
+unavailable = [
+    pytest.param("cuda:99", id="cuda:99"),
+    pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here")),
+    pytest.param("mps", id="mps", marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="MPS is here")),
+]
+
+
+@pytest.mark.parametrize("device", unavailable)
+def test_a_device_this_machine_lacks_is_named(device: str) -> None:
+    with pytest.raises(DeviceError, match=rf"device {device} is not available: "):
+        pick_device(device)
+
+
+def test_a_malformed_device_is_named() -> None:
+    with pytest.raises(DeviceError, match="'cuda:abc' is not a device name"):
+        pick_device("cuda:abc")
+
+
+def test_a_missing_device_stops_start_up_with_one_line(tmp_path: Path, tiny_model_dir: Path) -> None:
+    result = subprocess.run(
+        main_command(tmp_path),
+        cwd=tmp_path,
+        env=bot_env(bot_token="1:x", model_path=tiny_model_dir, db_path=tmp_path / "db.sqlite3", device="cuda:99"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "device cuda:99 is not available" in line
+
+
+# --- models ----------------------------------------------------------------------------------------------------
+
+
+def test_a_truncated_weights_file_is_named_not_a_traceback(tiny_model_dir: Path, tmp_path: Path) -> None:
+    broken = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ModelLoadError, match="weights file is damaged or cut short"):
+        TransformersBackend(str(broken), device="cpu")
+
+
+@pytest.fixture
+def hub() -> Iterator[str]:
+    """The address of a local stand-in for the model hub that knows no models."""
+
+    class NoModels(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), NoModels)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_missing_folder_that_looks_like_a_hub_id_names_both(hub: str, tmp_path: Path) -> None:
+    code = (
+        "from inference.backend import check_model_path\n"
+        "try:\n"
+        "    check_model_path('models/my_chat')\n"
+        "except Exception as error:\n"
+        "    print(type(error).__name__, error)\n"
+    )
+    result = run_python(code, HF_ENDPOINT=hub, HF_HUB_CACHE=str(tmp_path / "hub-cache"))
+    assert result.stdout.startswith("ModelLoadError "), result.stderr
+    assert f"there is no folder {ROOT / 'models' / 'my_chat'}" in result.stdout
+    assert "the hub has no model of that name" in result.stdout
+
+
+def test_offline_a_missing_folder_that_looks_like_a_hub_id_fails_at_once_in_one_line(tmp_path: Path) -> None:
+    # Nothing listens on port 9 of this machine: the hub is unreachable, as offline.
+    env = bot_env(bot_token="1:x", model_path="models/my_chat", db_path=tmp_path / "db.sqlite3")
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(tmp_path / "hub-cache"))
+    result = subprocess.run(main_command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert f"there is no folder {tmp_path / 'models' / 'my_chat'}" in line and "the hub could not be reached" in line
+
+
+def test_an_empty_folder_and_one_without_a_tokenizer_say_what_is_missing(tiny_model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError) as caught:
+        check_model_path(str(tmp_path))
+    assert "it has no tokenizer" in str(caught.value) and "config.json" in str(caught.value)
+    no_tokenizer = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    (no_tokenizer / "tokenizer.json").unlink()
+    with pytest.raises(ModelLoadError, match=r"it has no tokenizer \(tokenizer.json"):
+        check_model_path(str(no_tokenizer))
+
+
+def test_a_start_with_a_model_made_like_train_py_makes_them_logs_no_warnings(tmp_path: Path) -> None:
+    """Sampling values in generation_config.json and ruDialoGPT's clean-up flag used to warn at every start."""
+    model = build_tiny_model(tmp_path / "model", n_positions=256)
+    generation = json.loads((model / "generation_config.json").read_text())
+    generation.update(do_sample=True, temperature=1.2, top_k=10, top_p=0.95, max_new_tokens=40)
+    (model / "generation_config.json").write_text(json.dumps(generation))
+    tokenizer_config = json.loads((model / "tokenizer_config.json").read_text())
+    tokenizer_config["clean_up_tokenization_spaces"] = True
+    (model / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    result = subprocess.run(
+        main_command(tmp_path, "--console"),
+        cwd=tmp_path,
+        env=bot_env(model_path=model, db_path=tmp_path / "db.sqlite3"),
+        input="привет\nкак дела?\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("бот> ") == 2
+    noise = [line for line in result.stderr.splitlines() if " INFO " not in line]
+    assert noise == []
