@@ -1,8 +1,12 @@
 """Every setting of the bot, with its default.
 
-Set them in the environment, in a `.env` file (same names, `NAME=value` lines), or copy this file
-to `config.py` and edit it there. The environment wins over `.env`, which wins over `config.py`.
-A bad value stops start-up with one line naming the setting.
+Set them in the environment, in a `.env` file (same names, `NAME=value` lines, UTF-8), or copy this
+file to `config.py` and edit it there. The environment wins over `.env`, which wins over `config.py`.
+Both files are read from the project folder (`python main.py --config-dir DIR` reads them from DIR).
+A bad value, or a name that is not a setting, stops start-up with one line naming it.
+
+Paths may start with `~` (the home folder). A relative path here is taken from this file's folder;
+one in the environment from the current directory.
 """
 
 # --- Telegram -------------------------------------------------------------------------------------
@@ -23,6 +27,7 @@ TELEGRAM_API_BASE = ""
 
 # --- The model ------------------------------------------------------------------------------------
 # A model directory (what train.py writes) or a hub id such as "tinkoff-ai/ruDialoGPT-small".
+# The default is the saved_model folder in the project.
 MODEL_PATH = "saved_model"
 # "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:N" or "mps".
 DEVICE = "auto"
@@ -49,7 +54,8 @@ SHUTDOWN_TIMEOUT = 30
 # replies to the original messages. One older than this many seconds gets a short note that the bot was
 # away instead (a generated answer to an hours-old message rarely fits anymore). 0: always answer.
 RECOVERY_MAX_AGE = 3600
-# SQLite file with each chat's history (created, with its folder, on first start).
+# SQLite file with each chat's history (created, with its folder, on first start); by default in the
+# project's data folder. The bot must be allowed to write to its folder (SQLite keeps its journal there).
 DB_PATH = "data/bot.sqlite3"
 # Days to keep dialogue turns; older ones are deleted automatically (hourly). 0: keep until /reset or /forget.
 HISTORY_TTL_DAYS = 0
