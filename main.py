@@ -26,9 +26,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="ruDialoGPT chat bot for Telegram: answers messages with a dialogue model, one process.",
         epilog=(
-            "Settings come from the environment, then .env, then config.py (both in the settings folder); "
-            "config.example.py lists every one with its default. BOT_TOKEN is the token from @BotFather: "
-            "put BOT_TOKEN=... in .env. Without it the bot can only chat in the terminal (--console)."
+            "Settings come from the environment, then .env, then config.py (both read from --config-dir); "
+            "config.example.py lists every setting with its default. BOT_TOKEN, the token from @BotFather, "
+            "goes in .env as BOT_TOKEN=...; without it the bot can only chat in the terminal (--console)."
         ),
     )
     parser.add_argument("--console", action="store_true", help="chat with the model in this terminal, token or not")

@@ -104,6 +104,7 @@ def test_piped_lines_are_answered_one_by_one_and_commands_are_not_sent_to_the_mo
     result = run_piped(tmp_path, answering_model_dir, "\n".join(lines) + "\n")
     assert result.returncode == 0, result.stderr
     assert texts.CONSOLE_PROMPT not in result.stdout, "no prompt when nobody types"
+    assert "--console" not in result.stderr, "no advice to run what is running"
     out = result.stdout
     for expected in (
         texts.CONSOLE_GREETING,
