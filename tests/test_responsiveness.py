@@ -6,34 +6,17 @@ import asyncio
 import time
 from pathlib import Path
 
-from recording_session import RecordingSession, message_update
+from recording_session import message_update
 
 import texts
-from app import create_dispatcher
 from bench.serving import LagMeter
-from bot.notify import AdminNotifier
-from generator import ReplyGenerator
 from inference.transformers_backend import TransformersBackend
-from settings import Settings
-from store import ChatStore
 
 
-async def test_help_is_answered_and_the_loop_stays_free_while_generating(slow_model_dir: Path, tmp_path) -> None:
-    from aiogram import Bot
-
-    settings = Settings(
-        model_path=str(slow_model_dir),
-        device="cpu",
-        dtype="float32",
-        max_new_tokens=150,
-        max_batch=2,
-        db_path=str(tmp_path / "bot.sqlite3"),
-    )
-    store = ChatStore(settings.db_path)
-    generator = ReplyGenerator(TransformersBackend(settings.model_path, device="cpu", dtype="float32"), store, settings)
-    session = RecordingSession()
-    bot = Bot("42:TEST", session=session)
-    dispatcher = create_dispatcher(generator, store, AdminNotifier(bot, []), settings)
+async def test_help_is_answered_and_the_loop_stays_free_while_generating(slow_model_dir: Path, make_harness) -> None:
+    backend = TransformersBackend(str(slow_model_dir), device="cpu", dtype="float32")
+    harness = make_harness(backend, max_new_tokens=150, max_batch=2)
+    generator, dispatcher, bot, session = harness.generator, harness.dispatcher, harness.bot, harness.session
 
     with LagMeter(period=0.005) as lag:
         chats = [
@@ -53,5 +36,3 @@ async def test_help_is_answered_and_the_loop_stays_free_while_generating(slow_mo
     assert help_seconds < 0.5, f"/help took {help_seconds:.3f} s while generating"
     assert lag.worst < 0.1, f"the event loop lagged {lag.worst * 1000:.0f} ms"
     assert all(session.texts(chat) for chat in range(1, 7))
-    generator.shutdown()
-    store.close()
