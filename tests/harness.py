@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from recording_backend import RecordingBackend  # noqa: F401 - the tests import it from here too
 from recording_session import RecordingSession, callback_update, message_update
 
 from app import create_bot, create_dispatcher
