@@ -30,6 +30,7 @@ from bot.notify import AdminNotifier
 from bot.retry import IgnoreExpiredPresses, RetryRequests
 from bot.stats import BotStats
 from bot.subscriptions import Subscription, Subscriptions
+from bot.webhook import serve_webhook
 from generator import ReplyGenerator, describe_models
 from handlers import create_router
 from inference.modes import HOROSCOPE, sign_by_key
@@ -107,7 +108,10 @@ async def housekeeping(store: ChatStore, inbox: Inbox, feedback: FeedbackStore, 
 
 
 async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStore) -> None:
-    """Long-poll Telegram until SIGINT/SIGTERM, then finish in-flight replies and tell the admins."""
+    """Serve Telegram (long polling, or a webhook when WEBHOOK_URL is set) until SIGINT/SIGTERM.
+
+    Then finish the replies in flight and tell the admins.
+    """
     bot = create_bot(settings)
     admins = AdminNotifier(bot, settings.admin_chat_id)
     dispatcher = create_dispatcher(generator, store, admins, settings)
@@ -129,6 +133,11 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
         )
         background.add(asyncio.create_task(housekeeping(store, inbox, feedback, settings.history_ttl_days)))
         background.add(asyncio.create_task(daily_deliveries(bot, generator, subscriptions, settings).run()))
+        if not settings.webhook_url:
+            await announce()
+
+    async def announce() -> None:
+        # Once updates can arrive: in webhook mode, after the server listens.
         await admins.send(
             texts.ADMIN_STARTED.format(
                 models=describe_models(generator),
@@ -144,10 +153,22 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
             logger.warning("%d replies still running at shutdown; stopping anyway", unfinished)
         await admins.close()
         await admins.send(texts.ADMIN_STOPPING)
+        await generator.aclose()
 
     dispatcher.startup.register(on_startup)
     dispatcher.shutdown.register(on_shutdown)
-    await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
+    if not settings.webhook_url:
+        await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
+        return
+    await serve_webhook(
+        dispatcher,
+        bot,
+        dispatcher["inbox"],
+        url=settings.webhook_url,
+        secret=settings.webhook_secret,
+        listen=settings.webhook_listen,
+        on_listening=announce,
+    )
 
 
 def daily_deliveries(

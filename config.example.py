@@ -24,6 +24,14 @@ ALLOWED_CHATS = ""
 TRIGGER_WORD = ""
 # Base URL of a Bot API server, e.g. a self-hosted one (http://127.0.0.1:8081). Empty: Telegram's.
 TELEGRAM_API_BASE = ""
+# Webhook mode: the public https:// address Telegram posts updates to (a reverse proxy in front of the
+# bot). Empty: long polling.
+WEBHOOK_URL = ""
+# Required with WEBHOOK_URL: 1 to 256 of A-Z a-z 0-9 _ -; Telegram sends it back with every post, and
+# a post without it is refused (401). Keep it out of git, like the token.
+WEBHOOK_SECRET = ""
+# Where the bot's own HTTP server listens in webhook mode (it also answers /healthz), "host:port".
+WEBHOOK_LISTEN = "0.0.0.0:8080"
 
 # --- The model ------------------------------------------------------------------------------------
 # A model directory (what train.py writes) or a hub id such as "tinkoff-ai/ruDialoGPT-small".
@@ -34,6 +42,14 @@ DEVICE = "auto"
 # "auto" (bf16 on CUDA or on a CPU with AMX, fp16 on older GPUs, fp32 otherwise), "float32",
 # "float16" or "bfloat16".
 DTYPE = "auto"
+# What generates: "auto" (see README), "transformers", or "openai" for a remote OpenAI-compatible
+# server such as vLLM (then MODEL_PATH needs only the tokenizer files).
+BACKEND = "auto"
+# With BACKEND="openai": the server's base URL, e.g. "http://gpu-box:8000/v1"; its API key (if it was
+# started with one); the model to ask for (empty: the only one it serves).
+INFERENCE_URL = ""
+INFERENCE_API_KEY = ""
+INFERENCE_MODEL = ""
 
 # --- Serving --------------------------------------------------------------------------------------
 # Threads that run generate(); each runs one batch at a time. One is best on a small CPU.

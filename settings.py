@@ -50,6 +50,9 @@ class Settings:
     allowed_chats: tuple[int, ...] = ()
     trigger_word: str = ""
     telegram_api_base: str = ""
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    webhook_listen: str = "0.0.0.0:8080"
     model_path: str = str(PROJECT_DIR / "saved_model")
     backend: str = "auto"
     inference_url: str = ""
@@ -152,6 +155,11 @@ def _strip(value: str) -> str:
     return value.strip()
 
 
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_LISTEN = re.compile(r"[\w.:\[\]-]*:\d{1,5}")
+# Settings whose values never appear in an error message.
+_SECRETS = frozenset({"bot_token", "inference_api_key", "webhook_secret"})
+
 _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     # name: (parser, what a valid value looks like, extra check on the parsed value)
     "bot_token": (_strip, "the token from @BotFather", lambda v: True),
@@ -160,6 +168,13 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     "allowed_chats": (_int_list, "a chat id or a comma-separated list of ids", lambda v: True),
     "trigger_word": (_strip, "one word such as Тимоха", lambda v: v == "" or v.split() == [v]),
     "telegram_api_base": (_strip, "a URL such as http://127.0.0.1:8081", lambda v: v == "" or "://" in v),
+    "webhook_url": (_strip, "the public address Telegram posts to, https://…", lambda v: v == "" or "://" in v),
+    "webhook_secret": (
+        _strip,
+        "1 to 256 of the characters A-Z a-z 0-9 _ -",
+        lambda v: _WEBHOOK_SECRET.fullmatch(v) is not None,
+    ),
+    "webhook_listen": (_strip, "host:port such as 0.0.0.0:8080", lambda v: _LISTEN.fullmatch(v) is not None),
     "model_path": (_strip, "a model directory or a hub id", lambda v: bool(v)),
     "backend": (_choice("auto", "transformers", "openai"), "auto, transformers or openai", lambda v: True),
     "inference_url": (_strip, "a URL such as http://gpu-box:8000/v1", lambda v: v == "" or "://" in v),
@@ -278,11 +293,16 @@ def load_settings(
         except ValueError:
             value = None
         if value is None or not valid(value):
-            shown = "(hidden)" if field.name in ("bot_token", "inference_api_key") else repr(raw)
+            shown = "(hidden)" if field.name in _SECRETS else repr(raw)
             raise ConfigError(f"{field.name.upper()} must be {expected}, got {shown}")
         if field.name in _PATHS and value:
             value = _resolve_path(value, folder, model=field.name != "db_path")
         values[field.name] = value
+    if values.get("webhook_url"):
+        if not values.get("webhook_secret"):
+            raise ConfigError("WEBHOOK_SECRET must be set with WEBHOOK_URL: 1 to 256 of A-Z a-z 0-9 _ -")
+        if not values["webhook_url"].startswith("https://") and not values.get("telegram_api_base"):
+            raise ConfigError(f"WEBHOOK_URL must be an https:// address for Telegram, got {values['webhook_url']!r}")
     if values.get("backend") == "openai":
         if not values.get("inference_url"):
             raise ConfigError("INFERENCE_URL must be set with BACKEND=openai, e.g. http://gpu-box:8000/v1")

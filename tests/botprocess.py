@@ -86,6 +86,10 @@ def is_to(chat_id: int) -> Callable[[dict[str, Any]], bool]:
     return lambda params: str(params.get("chat_id")) == str(chat_id)
 
 
+def _start_notice(params: dict[str, Any]) -> bool:
+    return is_to(ADMIN)(params) and "запущен" in params["text"]
+
+
 async def start_bot(fake: FakeTelegram, tmp_path: Path, model_dir: Path, **settings: object) -> BotProcess:
     """Start the bot against the fake Bot API and wait for its start-up notice to the admin."""
     defaults = {
@@ -96,9 +100,10 @@ async def start_bot(fake: FakeTelegram, tmp_path: Path, model_dir: Path, **setti
         "db_path": tmp_path / "bot.sqlite3",
         "shutdown_timeout": 20,
     }
+    since = len(fake.calls)  # an earlier run's notice doesn't count
     bot = BotProcess(tmp_path, **{**defaults, **settings})
     try:
-        await fake.wait_for("sendMessage", lambda p: is_to(ADMIN)(p) and "запущен" in p["text"], STARTUP_TIMEOUT)
+        await fake.wait_for("sendMessage", _start_notice, STARTUP_TIMEOUT, since=since)
     except AssertionError:
         bot.kill()
         raise AssertionError(f"the bot did not start:\n{bot.log}") from None
