@@ -112,6 +112,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_backend(tiny_model_dir: Path):
+    """The tiny model loaded once for the session with the transformers backend, on the CPU in float32."""
+    from inference.transformers_backend import TransformersBackend
+
+    return TransformersBackend(str(tiny_model_dir), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
 def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bigger random model whose replies take a while, for load and responsiveness tests."""
     return build_tiny_model(tmp_path_factory.mktemp("slow_model"), n_embd=256, n_layer=6, n_positions=512)

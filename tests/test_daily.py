@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramServerError
 from aiogram.methods import SendMessage
-from conftest import build_tiny_model
 from harness import ADMIN, Harness, RecordingBackend
 
 import texts
@@ -229,10 +228,11 @@ async def test_the_pacer_keeps_a_group_under_twenty_a_minute() -> None:
     assert private[-1] - private[0] < 2, "private chats are only held to the overall rate"
 
 
-async def test_a_morning_wave_does_not_make_chat_replies_wait(tmp_path: Path) -> None:
-    model = TransformersBackend(str(build_tiny_model(tmp_path / "model", n_positions=256)), device="cpu")
-    recorder = RecordingBackend(model)
-    settings = Settings(model_path=model.name, max_batch=2, horoscope_max_new_tokens=8, max_new_tokens=8)
+async def test_a_morning_wave_does_not_make_chat_replies_wait(
+    tiny_backend: TransformersBackend, tmp_path: Path
+) -> None:
+    recorder = RecordingBackend(tiny_backend)
+    settings = Settings(model_path=tiny_backend.name, max_batch=2, horoscope_max_new_tokens=8, max_new_tokens=8)
     store = ChatStore(tmp_path / "bot.sqlite3")
     generator = ReplyGenerator(recorder, store, settings)
     try:
@@ -258,18 +258,9 @@ async def test_a_morning_wave_does_not_make_chat_replies_wait(tmp_path: Path) ->
 # --- the /daily command through the real Dispatcher --------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> TransformersBackend:
-    return TransformersBackend(str(tiny_model_dir), device="cpu", dtype="float32")
-
-
 @pytest.fixture
-def harness(model: TransformersBackend, tmp_path: Path):
-    harness = Harness(model, tmp_path, timezone="UTC", daily_time=time(9, 0))
-    try:
-        yield harness
-    finally:
-        harness.close()
+def harness(tiny_backend: TransformersBackend, make_harness) -> Harness:
+    return make_harness(tiny_backend, timezone="UTC", daily_time=time(9, 0))
 
 
 def subscriptions_of(harness: Harness) -> Subscriptions:

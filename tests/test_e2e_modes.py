@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from botprocess import ADMIN, is_to, start_bot, stop_bot
 from fake_telegram import FakeTelegram
 
 import texts
+import train
 
 GROUP = -100777
 
@@ -98,3 +100,30 @@ async def test_toasts_and_horoscopes_from_buttons_commands_and_more(
         assert db.execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 0, "toasts and horoscopes are not dialogue"
     finally:
         db.close()
+
+
+async def test_a_toast_model_from_train_py_does_toasts_while_chat_keeps_its_model(
+    fake: FakeTelegram, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    data = tmp_path / "toasts.csv"
+    with data.open("w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["topic", "text"])
+        for holiday in ("Новый год", "День рождения", "Свадьба"):
+            writer.writerows((holiday, toast) for toast in ("За счастье!", "За любовь и здоровье!", "До дна!"))
+    toast_model = tmp_path / "toast_model"
+    shape = ["--vocab-size", "300", "--n-embd", "32", "--n-layer", "2", "--n-head", "2", "--n-positions", "256"]
+    argv = ["--data", str(data), "--task", "toast", "--out", str(toast_model), "--from-scratch", "--max-steps", "5"]
+    assert train.main([*argv, *shape, "--no-progress"]) == 0
+
+    bot = await start_bot(fake, tmp_path, tiny_model_dir, toast_model_path=toast_model)
+    try:
+        notice = fake.sent_messages(ADMIN)[-1]["text"]
+        assert f"toast: {toast_model} (" in notice
+        assert f"chat: {tiny_model_dir} (" in notice and f"horoscope: {tiny_model_dir} (" in notice
+        assert first_line(await answer_to(fake, 5, lambda: fake.send_text(5, "/toast Новый год"))) == "🥂 Новый год"
+        chat = await answer_to(fake, 5, lambda: fake.send_text(5, "привет"))
+        assert chat["text"] and chat["text"] != texts.ERROR
+        await stop_bot(bot)
+    finally:
+        bot.kill()

@@ -23,18 +23,9 @@ from inference.transformers_backend import TransformersBackend
 GROUP = -100300
 
 
-@pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> TransformersBackend:
-    return TransformersBackend(str(tiny_model_dir), device="cpu", dtype="float32")
-
-
 @pytest.fixture
-def harness(model: TransformersBackend, tmp_path: Path):
-    harness = Harness(model, tmp_path, feedback="on")
-    try:
-        yield harness
-    finally:
-        harness.close()
+def harness(tiny_backend: TransformersBackend, make_harness) -> Harness:
+    return make_harness(tiny_backend, feedback="on")
 
 
 def vote_buttons(harness: Harness, chat_id: int) -> list[tuple[str, Vote]]:
@@ -104,24 +95,18 @@ async def test_stats_show_the_share_of_thumbs_up(harness: Harness) -> None:
     assert "Оценки 👍: 67% из 3 сегодня, 67% из 3 всего" in report
 
 
-async def test_feedback_all_puts_thumbs_under_toasts_too(model: TransformersBackend, tmp_path: Path) -> None:
-    harness = Harness(model, tmp_path, feedback="all", toast_max_new_tokens=10)
-    try:
-        await harness.send(1, "/toast Новый год")
-        rows = harness.session.sent(1)[-1].reply_markup.inline_keyboard
-        labels = [b.text for row in rows for b in row]
-        assert labels[0] == texts.MORE_BUTTON and labels[-2:] == [texts.LIKE, texts.DISLIKE]
-    finally:
-        harness.close()
+async def test_feedback_all_puts_thumbs_under_toasts_too(tiny_backend: TransformersBackend, make_harness) -> None:
+    harness = make_harness(tiny_backend, feedback="all", toast_max_new_tokens=10)
+    await harness.send(1, "/toast Новый год")
+    rows = harness.session.sent(1)[-1].reply_markup.inline_keyboard
+    labels = [b.text for row in rows for b in row]
+    assert labels[0] == texts.MORE_BUTTON and labels[-2:] == [texts.LIKE, texts.DISLIKE]
 
 
-async def test_without_feedback_there_are_no_buttons(model: TransformersBackend, tmp_path: Path) -> None:
-    harness = Harness(model, tmp_path)
-    try:
-        await harness.send(1, "привет")
-        assert harness.session.sent(1)[-1].reply_markup is None
-    finally:
-        harness.close()
+async def test_without_feedback_there_are_no_buttons(tiny_backend: TransformersBackend, make_harness) -> None:
+    harness = make_harness(tiny_backend)
+    await harness.send(1, "привет")
+    assert harness.session.sent(1)[-1].reply_markup is None
 
 
 def test_export_refuses_a_missing_database_or_writing_over_it(tmp_path: Path) -> None:
@@ -150,9 +135,9 @@ async def test_votes_end_to_end_exported_and_trained_on(
             fake.press(chat, label)
         answers = await fake.wait_for_count("answerCallbackQuery", len(votes), since=since)
         assert {answer["text"] for answer in answers} == {texts.FEEDBACK_THANKS}
-        since = len(fake.calls)
-        fake.press(23, texts.DISLIKE)  # changes its mind
         await fake.wait_for("editMessageReplyMarkup", is_to(23), since=since)
+        fake.press(23, texts.DISLIKE)  # changes its mind
+        await fake.wait_for_count("editMessageReplyMarkup", 2, is_to(23), since=since)
         labels = [b["text"] for row in fake.bot_messages(23)[-1]["reply_markup"]["inline_keyboard"] for b in row]
         assert labels == [texts.LIKE, f"{texts.DISLIKE} 1"]
         await stop_bot(bot)

@@ -17,18 +17,9 @@ from bot.inbox import MAX_ATTEMPTS, Inbox, note_missed, recover
 from inference.transformers_backend import TransformersBackend
 
 
-@pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> TransformersBackend:
-    return TransformersBackend(str(tiny_model_dir), device="cpu", dtype="float32")
-
-
 @pytest.fixture
-def harness(model: TransformersBackend, tmp_path: Path):
-    harness = Harness(model, tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.close()
+def harness(tiny_backend: TransformersBackend, make_harness) -> Harness:
+    return make_harness(tiny_backend)
 
 
 def inbox_of(harness: Harness) -> Inbox:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 from aiogram.methods import AnswerCallbackQuery, SendMessage
@@ -38,12 +37,8 @@ def recorder(model: TransformersBackend) -> RecordingBackend:
 
 
 @pytest.fixture
-def harness(recorder: RecordingBackend, tmp_path: Path):
-    harness = Harness(recorder, tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.close()
+def harness(recorder: RecordingBackend, make_harness) -> Harness:
+    return make_harness(recorder)
 
 
 def buttons(harness: Harness, chat_id: int) -> list[tuple[str, str]]:
@@ -251,8 +246,8 @@ async def test_in_groups_the_commands_answer_as_replies_and_ignore_other_bots(
     assert sent.reply_to_message_id is not None or sent.reply_parameters is not None
 
 
-async def test_a_busy_pool_answers_a_button_press_in_its_chat(recorder: RecordingBackend, tmp_path: Path) -> None:
-    harness = Harness(recorder, tmp_path, max_pending=1)
+async def test_a_busy_pool_answers_a_button_press_in_its_chat(recorder: RecordingBackend, make_harness) -> None:
+    harness = make_harness(recorder, max_pending=1)
     recorder.gate.clear()
     try:
         first = asyncio.ensure_future(harness.send(2, "/toast Свадьба"))
@@ -265,7 +260,6 @@ async def test_a_busy_pool_answers_a_button_press_in_its_chat(recorder: Recordin
         assert toast.startswith("🥂 Свадьба") and len(recorder.requests) == 1
     finally:
         recorder.gate.set()
-        harness.close()
 
 
 def test_the_toast_and_horoscope_commands_are_in_the_menu_and_help() -> None:
@@ -273,17 +267,17 @@ def test_the_toast_and_horoscope_commands_are_in_the_menu_and_help() -> None:
     assert "/toast" in texts.HELP and "/horoscope" in texts.HELP
 
 
-def test_a_model_per_task_is_used_for_its_task(model: TransformersBackend, tmp_path: Path) -> None:
-    # Covered end to end with a trained toast model in test_e2e_modes; here: the routing of requests.
+async def test_a_model_per_task_is_used_for_its_task(model: TransformersBackend, make_harness) -> None:
+    # End to end with a model trained by train.py --task toast in test_e2e_modes; here: where requests go.
     chat, toast = RecordingBackend(model), RecordingBackend(model)
     toast.name = "toast-model"
-    harness = Harness(chat, tmp_path, task_models={TOAST: toast})
-    try:
-        assert harness.generator.tasks[TOAST].backend is toast
-        assert harness.generator.tasks[HOROSCOPE].backend is chat
-        assert {backend.name for backend in harness.generator.backends} == {model.name, "toast-model"}
-    finally:
-        harness.close()
+    harness = make_harness(chat, task_models={TOAST: toast})
+    assert {backend.name for backend in harness.generator.backends} == {model.name, "toast-model"}
+    await harness.send(1, "/toast Новый год")
+    await harness.send(1, "/horoscope лев")
+    await harness.send(1, "привет")
+    assert [r.turns for r in toast.requests] == [(request_turn(TOAST, "Новый год"),)]
+    assert [r.turns for r in chat.requests] == [(request_turn(HOROSCOPE, "Лев"),), ("привет",)]
 
 
 async def test_requests_of_different_tasks_never_share_a_batch(harness: Harness, recorder: RecordingBackend) -> None:

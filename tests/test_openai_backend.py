@@ -39,13 +39,8 @@ async def backend(server: FakeOpenAI, tiny_model_dir: Path):
 
 
 @pytest.fixture
-async def harness(backend: OpenAIBackend, tmp_path: Path):
-    harness = Harness(backend, tmp_path, generation_timeout=3)
-    try:
-        yield harness
-    finally:
-        await harness.generator.aclose()
-        harness.close()
+def harness(backend: OpenAIBackend, make_harness) -> Harness:
+    return make_harness(backend, generation_timeout=3)
 
 
 async def test_the_request_carries_the_prompt_as_ids_stops_limits_and_sampling(
@@ -84,17 +79,14 @@ async def test_chat_and_modes_work_through_the_server(server: FakeOpenAI, harnes
 
 
 async def test_a_5xx_or_a_429_is_retried_within_the_deadline(
-    server: FakeOpenAI, backend: OpenAIBackend, tmp_path: Path
+    server: FakeOpenAI, backend: OpenAIBackend, make_harness
 ) -> None:
-    harness = Harness(backend, tmp_path, generation_timeout=10)
-    try:
-        server.fail_next(500, 429, 503)
-        started = time.monotonic()
-        assert await harness.send(1, "привет") == ["привет, как дела?"]
-        assert len(server.requests) == 4
-        assert time.monotonic() - started >= 1, "the 429's Retry-After: 1 was waited out"
-    finally:
-        harness.close()
+    harness = make_harness(backend, generation_timeout=10)
+    server.fail_next(500, 429, 503)
+    started = time.monotonic()
+    assert await harness.send(1, "привет") == ["привет, как дела?"]
+    assert len(server.requests) == 4
+    assert time.monotonic() - started >= 1, "the 429's Retry-After: 1 was waited out"
 
 
 async def test_a_server_that_keeps_failing_gets_the_apology_and_one_alert(server: FakeOpenAI, harness: Harness) -> None:
@@ -126,18 +118,17 @@ async def test_a_dropped_connection_is_retried(server: FakeOpenAI, harness: Harn
     assert len(server.requests) == 2
 
 
-async def test_concurrency_is_bounded_and_answers_busy(server: FakeOpenAI, backend: OpenAIBackend, tmp_path) -> None:
-    harness = Harness(backend, tmp_path / "busy", max_pending=1, generation_timeout=10)
-    try:
-        server.slow_seconds = 1.0
-        server.fail_next("slow")
-        first = asyncio.ensure_future(harness.send(1, "первый"))
-        while not server.requests:
-            await asyncio.sleep(0.01)
-        assert await harness.send(2, "второй") == [texts.BUSY]
-        assert await first == ["привет, как дела?"]
-    finally:
-        harness.close()
+async def test_concurrency_is_bounded_and_answers_busy(
+    server: FakeOpenAI, backend: OpenAIBackend, make_harness
+) -> None:
+    harness = make_harness(backend, max_pending=1, generation_timeout=10)
+    server.slow_seconds = 1.0
+    server.fail_next("slow")
+    first = asyncio.ensure_future(harness.send(1, "первый"))
+    while not server.requests:
+        await asyncio.sleep(0.01)
+    assert await harness.send(2, "второй") == [texts.BUSY]
+    assert await first == ["привет, как дела?"]
 
 
 async def test_the_start_up_check_names_what_is_wrong(tiny_model_dir: Path) -> None:
