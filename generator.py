@@ -14,6 +14,8 @@ from pathlib import Path
 from errors import EmptyMessageError, ReplyTimeoutError
 from inference.backend import Backend, ModelLoadError, Outcome, RemoteBackend, Request
 from inference.batching import BatchingPool, ConcurrentRunner
+from inference.ctranslate2_backend import CTranslate2Backend
+from inference.devices import pick_device, pick_engine
 from inference.dialogue import merge_turns
 from inference.modes import CHAT, TASKS, request_turn
 from inference.openai_backend import OpenAIBackend
@@ -75,6 +77,7 @@ def load_models(settings: Settings) -> tuple[Backend, dict[str, Backend]]:
     """The chat model and each other task's model, each directory loaded once however many tasks name it.
 
     With BACKEND=openai the inference server's model does every task; MODEL_PATH gives the tokenizer.
+    CTranslate2 keeps its conversions in a ``ct2`` folder next to the database.
     """
     if settings.backend == "openai":
         remote = OpenAIBackend(
@@ -85,15 +88,29 @@ def load_models(settings: Settings) -> tuple[Backend, dict[str, Backend]]:
         )
         return remote, {}
     loaded: dict[str, Backend] = {}
+    engine = pick_engine(settings.backend, pick_device(settings.device))
 
     def load(path: str) -> Backend:
         key = str(Path(path).resolve()) if Path(path).exists() else path
         if key not in loaded:
-            loaded[key] = TransformersBackend(path, device=settings.device, dtype=settings.dtype)
+            loaded[key] = local_backend(engine, path, settings)
         return loaded[key]
 
     chat = load(settings.model_path)
     return chat, {task: load(settings.model_path_for(task)) for task in TASKS if task != CHAT}
+
+
+def local_backend(engine: str, path: str, settings: Settings) -> Backend:
+    """The model at ``path`` loaded by ``engine`` (ctranslate2 or transformers) as the settings say."""
+    if engine == "ctranslate2":
+        return CTranslate2Backend(
+            path,
+            cache_dir=Path(settings.db_path).parent / "ct2",
+            device=settings.device,
+            dtype=settings.dtype,
+            workers=settings.workers,
+        )
+    return TransformersBackend(path, device=settings.device, dtype=settings.dtype)
 
 
 def describe_models(generator: ReplyGenerator) -> str:

@@ -176,7 +176,11 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     ),
     "webhook_listen": (_strip, "host:port such as 0.0.0.0:8080", lambda v: _LISTEN.fullmatch(v) is not None),
     "model_path": (_strip, "a model directory or a hub id", lambda v: bool(v)),
-    "backend": (_choice("auto", "transformers", "openai"), "auto, transformers or openai", lambda v: True),
+    "backend": (
+        _choice("auto", "transformers", "ctranslate2", "openai"),
+        "auto, transformers, ctranslate2 or openai",
+        lambda v: True,
+    ),
     "inference_url": (_strip, "a URL such as http://gpu-box:8000/v1", lambda v: v == "" or "://" in v),
     "inference_api_key": (_strip, "the inference server's API key", lambda v: True),
     "inference_model": (_strip, "a model name the inference server serves", lambda v: True),

@@ -46,6 +46,18 @@ class Outcome:
     timed_out: bool = False
 
 
+@dataclass(frozen=True)
+class BatchStats:
+    """What one batched generation did: each row's prompt and reply length in tokens, and how long it took.
+
+    A local backend hands one to its ``on_batch`` hook, when set, after each batch (the benchmark counts with it).
+    """
+
+    prompt_tokens: tuple[int, ...]
+    new_tokens: tuple[int, ...]
+    seconds: float
+
+
 def check_model_path(model_path: str, *, weights: bool = True) -> None:
     """Fail with a clear message unless ``model_path`` looks like a hub id or a folder with the model's files.
 

@@ -1,8 +1,17 @@
-"""Which torch device and dtype the model runs in, and how to name them in logs and notices."""
+"""Which engine, torch device and dtype the model runs in, and how to name them in logs and notices."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+
 import torch
+
+logger = logging.getLogger(__name__)
+
+# CPU instruction sets that compute bf16 products natively (torch.cpu.get_capabilities() flag: name). Without one,
+# torch emulates bf16 and a model runs slower than in fp32.
+NATIVE_BF16 = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX-512 BF16"}
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 
@@ -40,15 +49,44 @@ def pick_device(requested: str) -> torch.device:
     raise DeviceError(f"{requested!r} is not supported: use {DEVICE_CHOICES}")
 
 
-def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """The dtype for DTYPE: ``auto`` is bf16 on CUDA (fp16 without bf16) and on CPUs with AMX, else fp32."""
+def native_bf16(capabilities: Mapping[str, object] | None = None) -> list[str]:
+    """The CPU's instruction sets that compute bf16 natively (empty when it would be emulated).
+
+    ``capabilities`` is ``torch.cpu.get_capabilities()`` unless given.
+    """
+    flags = torch.cpu.get_capabilities() if capabilities is None else capabilities
+    return [name for flag, name in NATIVE_BF16.items() if flags.get(flag)]
+
+
+def pick_dtype(requested: str, device: torch.device, capabilities: Mapping[str, object] | None = None) -> torch.dtype:
+    """The dtype for DTYPE: ``auto`` is bf16 on CUDA (fp16 without bf16) and on CPUs that compute bf16 natively.
+
+    A CPU computes bf16 natively with AMX or AVX-512 BF16 (``capabilities``, as ``native_bf16`` reads them);
+    elsewhere ``auto`` is fp32. The choice on a CPU is logged with its reason.
+    """
     if requested != "auto":
         return getattr(torch, requested)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and torch.cpu.get_capabilities().get("amx_bf16", False):
-        return torch.bfloat16
+    if device.type == "cpu":
+        native = native_bf16(capabilities)
+        if native:
+            logger.info("DTYPE=auto: bfloat16, which this CPU computes natively (%s)", " and ".join(native))
+            return torch.bfloat16
+        logger.info("DTYPE=auto: float32, as this CPU has neither AMX nor AVX-512 BF16 and would emulate bfloat16")
     return torch.float32
+
+
+def pick_engine(requested: str, device: torch.device) -> str:
+    """The local engine for BACKEND: ``auto`` is CTranslate2 on a CPU (int8 weights, faster there), else transformers.
+
+    CTranslate2 runs on CUDA too when asked for; transformers stays the default on GPUs, where it is measured.
+    """
+    if requested != "auto":
+        return requested
+    engine = "ctranslate2" if device.type == "cpu" else "transformers"
+    logger.info("BACKEND=auto: %s on %s", engine, device)
+    return engine
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 import torch
@@ -12,9 +12,10 @@ from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, GenerationConfig, LogitsProcessor, StoppingCriteria
 from transformers.utils import logging as transformers_logging
 
-from inference.backend import ModelLoadError, Outcome, Request, check_model_path
+from inference.backend import BatchStats, ModelLoadError, Outcome, Request, check_model_path
 from inference.codec import PromptCodec, model_generation_defaults
 from inference.devices import dtype_name, pick_device, pick_dtype
+from inference.dialogue import reply_ids
 from inference.sampling import Sampling
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ class TransformersBackend:
         self.max_positions: int = self.model.config.n_positions
         self.generation_defaults, self.task = model_generation_defaults(path)
         self._configs: dict[Sampling, GenerationConfig] = {}
+        # Called with each batch's BatchStats when set (the serving benchmark counts tokens with it).
+        self.on_batch: Callable[[BatchStats], None] | None = None
         logger.info(
             "loaded %s in %.1f s: %s, %.1fM parameters",
             self.name,
@@ -146,6 +149,7 @@ class TransformersBackend:
         self, requests: Sequence[Request], generation: GenerationConfig | None = None
     ) -> tuple[list[list[int]], list[bool]]:
         """The new token ids of each request's row (pads included) and whether its deadline cut it."""
+        started = time.perf_counter()
         config = generation or self.generation_config(requests[0].sampling)
         max_prompt = self.max_positions - (config.max_new_tokens or 0)
         prompts = [self.codec.prompt_ids(request.turns, max_prompt) for request in requests]
@@ -163,4 +167,8 @@ class TransformersBackend:
                 logits_processor=processors,
                 stopping_criteria=[deadlines],
             )
-        return output[:, width:].tolist(), deadlines.hit.tolist()
+        rows = output[:, width:].tolist()
+        if self.on_batch is not None:
+            replies = tuple(len(reply_ids(row, self.tokens)) for row in rows)
+            self.on_batch(BatchStats(tuple(map(len, prompts)), replies, time.perf_counter() - started))
+        return rows, deadlines.hit.tolist()

@@ -17,7 +17,6 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 from errors import EmptyMessageError, ReplyTimeoutError
 from generator import ReplyGenerator
 from inference.backend import ModelLoadError, Request
-from inference.devices import pick_dtype
 from inference.sampling import MODEL_CARD
 from inference.transformers_backend import TopKSampler, TransformersBackend, fast_sampling
 from settings import Settings
@@ -110,13 +109,6 @@ def test_hub_ids_reach_from_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ModelLoadError, match="tinkoff-ai/ruDialoGPT-small: offline"):
         TransformersBackend("tinkoff-ai/ruDialoGPT-small")
     assert seen == ["tinkoff-ai/ruDialoGPT-small"]
-
-
-def test_dtype_auto_follows_the_device() -> None:
-    assert pick_dtype("float16", torch.device("cpu")) == torch.float16
-    cpu_auto = pick_dtype("auto", torch.device("cpu"))
-    has_amx = torch.cpu.get_capabilities().get("amx_bf16", False)
-    assert cpu_auto == (torch.bfloat16 if has_amx else torch.float32)
 
 
 def test_batched_replies_equal_unbatched_ones_under_greedy_decoding(model: TransformersBackend) -> None:

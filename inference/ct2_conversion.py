@@ -1,0 +1,158 @@
+"""Convert a transformers GPT-2 model to CTranslate2 once, and find that conversion again at the next start.
+
+Conversions live in a cache folder (next to the bot's database), one folder per model version and
+number format: ``<name>-<quantization>-<fingerprint>``. The fingerprint is a digest of the model's
+files, so a model that train.py wrote again is converted again, and the conversion it replaces is
+removed (the log says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import ctranslate2
+from ctranslate2.converters import TransformersConverter
+from ctranslate2.specs import TransformerDecoderModelSpec
+from transformers.utils import logging as transformers_logging
+
+from inference.backend import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+# Bump when the conversion itself changes, so that conversions made by an older bot are made again.
+CONVERSION_FORMAT = 1
+# The files a model consists of (weights, config, tokenizer); anything else in its folder does not count.
+MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model")
+# Written into each conversion: what it was made from, so that an outdated one can be recognised.
+SOURCE_FILE = "source.json"
+
+
+class TrimmedVocabularyConverter(TransformersConverter):
+    """The stock converter, with exactly one vocabulary token per row of the model's embedding table.
+
+    The stock one registers the tokenizer's whole vocabulary and refuses a model whose table differs:
+    ruDialoGPT-small's saved tokenizer lists ``<|endoftext|>`` as id 50261, one past its 50261 rows
+    ("Vocabulary has size 50262 but the model expected a vocabulary of size 50261"). A token past the
+    table can neither reach nor leave the model, so it is dropped; a row that no token names (a table
+    padded to a round size) gets a placeholder the tokenizer never produces.
+    """
+
+    def __init__(self, model_dir: str, vocabulary: Mapping[str, int], fallback_token: str) -> None:
+        super().__init__(model_dir)
+        self._vocabulary = vocabulary
+        self._fallback_token = fallback_token
+        self.dropped: list[str] = []
+
+    def _load(self) -> TransformerDecoderModelSpec:
+        # The converters' extension point: the stock spec, then its vocabulary and special tokens fitted to the table.
+        spec = super()._load()
+        rows = spec.get_vocabulary_size()
+        tokens = [f"<unused row {row}>" for row in range(rows)]
+        for token, token_id in sorted(self._vocabulary.items(), key=lambda item: item[1]):
+            if token_id < rows:
+                tokens[token_id] = token
+            else:
+                self.dropped.append(token)
+        spec.register_vocabulary(tokens)
+        kept = set(tokens)
+        # CTranslate2 looks these up when it loads the model; the bot passes its own stop tokens.
+        for name in ("bos_token", "eos_token", "unk_token"):
+            if getattr(spec.config, name) not in kept:
+                setattr(spec.config, name, self._fallback_token)
+        return spec
+
+
+def local_model_dir(path: str) -> Path:
+    """The folder that holds the model's files: ``path`` itself, or a hub model's downloaded snapshot."""
+    if Path(path).is_dir():
+        return Path(path)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(path, allow_patterns=[f"*{suffix}" for suffix in MODEL_FILE_SUFFIXES]))
+    except Exception as error:  # noqa: BLE001 - offline, unknown repo, network: each is one line for the user
+        raise ModelLoadError(f"could not download {path} to convert it: {error}") from None
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """A digest of the model's files (names and contents) and of the converter: any change gives another one."""
+    digest = hashlib.sha256(f"ctranslate2 {ctranslate2.__version__}, format {CONVERSION_FORMAT}".encode())
+    for file in sorted(model_dir.iterdir()):
+        if file.is_file() and file.suffix in MODEL_FILE_SUFFIXES:
+            with file.open("rb") as handle:
+                digest.update(file.name.encode() + b"\0" + hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()[:16]
+
+
+def converted_model(
+    path: str, cache_dir: Path, quantization: str, vocabulary: Mapping[str, int], fallback_token: str
+) -> Path:
+    """The folder of the CTranslate2 conversion of the model at ``path`` in ``quantization``, made now if need be.
+
+    ``vocabulary`` is the tokenizer's (token: id) and ``fallback_token`` stands in for special tokens the
+    model's table lacks (see TrimmedVocabularyConverter).
+    """
+    source_dir = local_model_dir(path)
+    source = str(Path(path).resolve()) if Path(path).is_dir() else path
+    name = source_dir.resolve().name if Path(path).is_dir() else path.replace("/", "--")
+    target = cache_dir / f"{name}-{quantization}-{model_fingerprint(source_dir)}"
+    if (target / "model.bin").is_file():
+        logger.info("%s: using its CTranslate2 conversion in %s, made earlier", path, target)
+        return target
+    logger.info("converting %s to CTranslate2 (%s) into %s, once for this version of it", path, quantization, target)
+    started = time.perf_counter()
+    partial = cache_dir / f".{target.name}.partial-{os.getpid()}"
+    converter = TrimmedVocabularyConverter(str(source_dir), vocabulary, fallback_token)
+    transformers_logging.disable_progress_bar()  # the converter loads the model with from_pretrained
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        converter.convert(str(partial), quantization=quantization, force=True)
+        record = {"source": source, "quantization": quantization, "dropped_tokens": converter.dropped}
+        (partial / SOURCE_FILE).write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+        _publish(partial, target)
+    except Exception as error:  # noqa: BLE001 - whatever the converter raises, the user gets one line
+        raise ModelLoadError(
+            f"could not convert {path} to CTranslate2 in {cache_dir}: {type(error).__name__}: {error} "
+            "(BACKEND=transformers runs the model without converting it)"
+        ) from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    if converter.dropped:
+        logger.info(
+            "%s: the conversion leaves out %s, listed by the tokenizer past the model's embedding table",
+            path,
+            ", ".join(converter.dropped),
+        )
+    logger.info("converted %s in %.1f s", path, time.perf_counter() - started)
+    _remove_outdated(cache_dir, target, source, quantization)
+    return target
+
+
+def _publish(partial: Path, target: Path) -> None:
+    """Move a finished conversion into place; another process that finished first wins."""
+    try:
+        partial.rename(target)
+    except OSError:
+        if not (target / "model.bin").is_file():
+            raise
+
+
+def _remove_outdated(cache_dir: Path, keep: Path, source: str, quantization: str) -> None:
+    """Delete this program's earlier conversions of the same model in the same format, saying so."""
+    for folder in cache_dir.iterdir():
+        if folder == keep or not (folder / SOURCE_FILE).is_file():
+            continue
+        try:
+            record = json.loads((folder / SOURCE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if record.get("source") == source and record.get("quantization") == quantization:
+            shutil.rmtree(folder, ignore_errors=True)
+            logger.info("removed %s, the conversion of an earlier version of %s", folder, source)

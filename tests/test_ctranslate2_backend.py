@@ -1,0 +1,274 @@
+"""The CTranslate2 backend on real (tiny) models converted on the spot: replies, stops, deadlines, sampling, cache."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import ctranslate2
+import pytest
+import torch
+from conftest import RUDIALOGPT_DIR, build_tiny_model
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+from generator import load_models
+from inference.backend import BatchStats, ModelLoadError, Request
+from inference.ctranslate2_backend import CTranslate2Backend
+from inference.sampling import MODEL_CARD, Sampling
+from inference.transformers_backend import TransformersBackend
+from settings import Settings
+
+PROMPTS = [
+    ("привет",),
+    ("как дела?", "нормально, а у тебя?", "всё хорошо, спасибо"),
+    ("что делаешь?", "читаю книгу"),
+    ("пойдём гулять",),
+]
+GREEDY = Sampling(
+    max_new_tokens=16, temperature=1.0, top_k=1, top_p=1.0, repetition_penalty=1.0, no_repeat_ngram_size=0
+)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ct2")
+
+
+@pytest.fixture(scope="module")
+def ct2(tiny_model_dir: Path, cache_dir: Path) -> CTranslate2Backend:
+    return CTranslate2Backend(str(tiny_model_dir), cache_dir=cache_dir, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def hf(tiny_model_dir: Path) -> TransformersBackend:
+    return TransformersBackend(str(tiny_model_dir), device="cpu", dtype="float32")
+
+
+def requests(*dialogues: tuple[str, ...], sampling: Sampling = GREEDY, deadline: float = 60) -> list[Request]:
+    return [Request(dialogue, time.monotonic() + deadline, sampling) for dialogue in dialogues]
+
+
+def test_greedy_replies_equal_the_transformers_ones_batched_or_alone(
+    ct2: CTranslate2Backend, hf: TransformersBackend
+) -> None:
+    together = ct2.generate(requests(*PROMPTS))
+    assert together == hf.generate(requests(*PROMPTS))
+    assert together == [ct2.generate(requests(dialogue))[0] for dialogue in PROMPTS]
+    assert sum(bool(outcome.text) for outcome in together) >= 2
+    rows, _ = ct2.generate_ids(requests(*PROMPTS))
+    assert min(map(len, rows)) < GREEDY.max_new_tokens == max(map(len, rows)), "one row stopped, another ran on"
+
+
+def test_a_rows_stop_token_ends_only_its_own_reply(ct2: CTranslate2Backend) -> None:
+    # The pad token is never generated, so as the only stop it lets every row run to its full length.
+    full = {dialogue: ct2.generate_ids(requests(dialogue), end_ids=[ct2.tokens.pad])[0][0] for dialogue in PROMPTS}
+    short, long, stop = next(
+        (a, b, token)
+        for a in PROMPTS
+        for b in PROMPTS
+        for token in full[a][:8]
+        if a != b and token not in full[b] and token not in full[a][: full[a].index(token)]
+    )
+    rows, _ = ct2.generate_ids(requests(short, long), end_ids=[stop])
+    assert rows[0] == full[short][: full[short].index(stop)], "cut at its stop token (left out)"
+    assert rows[1] == full[long], "the other row ran on to its full length"
+
+
+def test_a_past_deadline_stops_only_its_own_row(ct2: CTranslate2Backend) -> None:
+    late, on_time = (
+        Request(PROMPTS[0], time.monotonic() - 1, GREEDY),
+        Request(PROMPTS[1], time.monotonic() + 60, GREEDY),
+    )
+    rows, timed_out = ct2.generate_ids([late, on_time], end_ids=[ct2.tokens.pad])
+    assert timed_out == [True, False]
+    assert len(rows[0]) == 1 and len(rows[1]) == GREEDY.max_new_tokens
+    assert ct2.generate([late, on_time])[1] == ct2.generate([on_time])[0]
+
+
+def test_the_pad_token_is_never_generated(ct2: CTranslate2Backend) -> None:
+    hot = replace(GREEDY, top_k=0, temperature=50.0, max_new_tokens=30)
+    rows, _ = ct2.generate_ids(requests(*PROMPTS * 16, sampling=hot), end_ids=[ct2.tokens.first])
+    drawn = Counter(token for row in rows for token in row)
+    assert len(drawn) > len(ct2.codec.tokenizer) // 2, "nearly uniform sampling reaches most of the vocabulary"
+    assert ct2.tokens.pad not in drawn
+
+
+def test_sampling_follows_top_k_top_p_and_temperature(ct2: CTranslate2Backend, hf: TransformersBackend) -> None:
+    """The first token of many rows is drawn from transformers' top-k/top-p/temperature distribution."""
+    # The tiny random model's next-token scores are nearly flat: a low temperature makes the draw uneven.
+    sampling = replace(MODEL_CARD, max_new_tokens=1, top_k=5, top_p=0.8, temperature=0.03)
+    prompt = hf.codec.prompt_ids(PROMPTS[1], 100)
+    with torch.no_grad():
+        logits = hf.model(torch.tensor([prompt])).logits[0, -1]
+    logits[hf.tokens.pad] = float("-inf")
+    top = torch.softmax(logits.topk(sampling.top_k).values / sampling.temperature, -1)
+    ids = logits.topk(sampling.top_k).indices
+    keep = (top.cumsum(-1) - top) < sampling.top_p
+    expected = dict(zip(ids[keep].tolist(), (top[keep] / top[keep].sum()).tolist(), strict=True))
+    assert 1 < len(expected) < sampling.top_k, "top_p must cut some of the top-k here"
+
+    rows, _ = ct2.generate_ids(requests(*[PROMPTS[1]] * 800, sampling=sampling), end_ids=[ct2.tokens.pad])
+    drawn = Counter(row[0] for row in rows)
+    assert set(drawn) == set(expected)
+    for token, probability in expected.items():
+        assert abs(drawn[token] / len(rows) - probability) < 0.07, (token, drawn[token], probability)
+
+
+def reference_greedy(hf: TransformersBackend, prompt: list[int], sampling: Sampling) -> list[int]:
+    """Greedy decoding with the penalties over the reply's own tokens, one step at a time (the reference)."""
+    reply: list[int] = []
+    for _ in range(sampling.max_new_tokens):
+        with torch.no_grad():
+            scores = hf.model(torch.tensor([prompt + reply])).logits[0, -1]
+        scores[hf.tokens.pad] = float("-inf")
+        for token in set(reply):
+            penalty = sampling.repetition_penalty
+            scores[token] = scores[token] / penalty if scores[token] > 0 else scores[token] * penalty
+        n = sampling.no_repeat_ngram_size
+        if n and len(reply) >= n - 1:
+            tail = tuple(reply[len(reply) - n + 1 :])
+            for start in range(len(reply) - n + 1):
+                if tuple(reply[start : start + n - 1]) == tail:
+                    scores[reply[start + n - 1]] = float("-inf")
+        token = int(scores.argmax())
+        if token in hf.tokens.speakers:
+            break
+        reply.append(token)
+    return reply
+
+
+def test_penalties_apply_to_the_reply_as_in_the_reference(ct2: CTranslate2Backend, hf: TransformersBackend) -> None:
+    plain = ct2.generate_ids(requests(*PROMPTS))[0]
+    assert any(len(set(row)) < len(row) for row in plain), "without penalties some greedy reply repeats a token"
+    for sampling in (
+        replace(GREEDY, repetition_penalty=2.0),
+        replace(GREEDY, no_repeat_ngram_size=2),
+        replace(GREEDY, repetition_penalty=1.5, no_repeat_ngram_size=1),
+    ):
+        for dialogue in PROMPTS:
+            (row,), _ = ct2.generate_ids(requests(dialogue, sampling=sampling))
+            assert row == reference_greedy(hf, hf.codec.prompt_ids(dialogue, 100), sampling), (sampling, dialogue)
+    no_repeats = ct2.generate_ids(requests(*PROMPTS, sampling=replace(GREEDY, no_repeat_ngram_size=1)))[0]
+    assert all(len(set(row)) == len(row) for row in no_repeats)
+
+
+def test_each_batch_reports_its_tokens_to_the_hook(ct2: CTranslate2Backend) -> None:
+    seen: list[BatchStats] = []
+    ct2.on_batch = seen.append
+    try:
+        rows, _ = ct2.generate_ids(requests(*PROMPTS))
+    finally:
+        ct2.on_batch = None
+    (stats,) = seen
+    assert stats.prompt_tokens == tuple(len(ct2.codec.prompt_ids(d, 100)) for d in PROMPTS)
+    assert stats.new_tokens == tuple(map(len, rows)) and stats.seconds > 0
+
+
+def test_the_conversion_is_made_once_per_version_of_the_model(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    model_dir = build_tiny_model(tmp_path / "model")
+    cache = tmp_path / "cache"
+    caplog.set_level(logging.INFO)
+    first = CTranslate2Backend(str(model_dir), cache_dir=cache)
+    assert "converting" in caplog.text and first.summary == "ctranslate2, cpu, int8_float32"
+    (made,) = cache.iterdir()
+    caplog.clear()
+    again = CTranslate2Backend(str(model_dir), cache_dir=cache)
+    assert "converting" not in caplog.text and "made earlier" in caplog.text
+    assert again.generate(requests(*PROMPTS)) == first.generate(requests(*PROMPTS))
+
+    (model_dir / "notes.md").write_text("not part of the model")
+    caplog.clear()
+    CTranslate2Backend(str(model_dir), cache_dir=cache)
+    assert "converting" not in caplog.text, "only the model's own files count"
+
+    build_tiny_model(model_dir, seed=1)  # train.py writing the model again
+    caplog.clear()
+    changed = CTranslate2Backend(str(model_dir), cache_dir=cache)
+    assert "converting" in caplog.text and f"removed {made}" in caplog.text
+    (remade,) = cache.iterdir()
+    assert remade != made
+    assert changed.generate(requests(*PROMPTS)) != first.generate(requests(*PROMPTS))
+
+
+def test_a_model_ctranslate2_cannot_convert_is_one_clear_error(tmp_path: Path, tiny_model_dir: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for file in tiny_model_dir.iterdir():
+        (broken / file.name).write_bytes(file.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"\0" * 64)
+    with pytest.raises(ModelLoadError, match=r"could not convert .*broken to CTranslate2.*BACKEND=transformers"):
+        CTranslate2Backend(str(broken), cache_dir=tmp_path / "cache")
+    assert not any((tmp_path / "cache").iterdir()), "no half-made conversion is left behind"
+
+
+def test_a_number_format_ctranslate2_lacks_here_is_named(tmp_path: Path, tiny_model_dir: Path) -> None:
+    missing = [d for d in ("float16", "bfloat16") if d not in ctranslate2.get_supported_compute_types("cpu")]
+    if not missing:
+        pytest.skip("CTranslate2 computes every format on this CPU")
+    with pytest.raises(ModelLoadError, match=f"DTYPE={missing[0]}: CTranslate2 does not compute .* it does .*int8"):
+        CTranslate2Backend(str(tiny_model_dir), cache_dir=tmp_path, dtype=missing[0])
+
+
+@pytest.fixture(scope="module")
+def rudialogpt_shaped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ruDialoGPT-small's real tokenizer and vocabulary on a one-layer model (skips without ../shared)."""
+    if not (RUDIALOGPT_DIR / "tokenizer_config.json").is_file():
+        pytest.skip("../shared/rudialogpt-small is not here")
+    directory = tmp_path_factory.mktemp("rudialogpt_shaped")
+    config = GPT2Config.from_pretrained(RUDIALOGPT_DIR)
+    config.update({"n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 64, "tie_word_embeddings": False})
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(RUDIALOGPT_DIR).save_pretrained(directory)
+    return directory
+
+
+def test_the_real_tokenizers_token_past_the_embedding_table_is_left_out(
+    rudialogpt_shaped: Path, tmp_path: Path
+) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(rudialogpt_shaped)
+    rows = GPT2Config.from_pretrained(rudialogpt_shaped).vocab_size
+    assert tokenizer.convert_tokens_to_ids("<|endoftext|>") == rows == len(tokenizer) - 1
+    with pytest.raises(ValueError, match=f"Vocabulary has size {rows + 1} but the model expected .* {rows}"):
+        ctranslate2.converters.TransformersConverter(str(rudialogpt_shaped)).convert(str(tmp_path / "stock"))
+
+    backend = CTranslate2Backend(str(rudialogpt_shaped), cache_dir=tmp_path / "cache")
+    (folder,) = (tmp_path / "cache").iterdir()
+    vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+    assert len(vocabulary) == rows and "<|endoftext|>" not in vocabulary
+    assert [vocabulary[i] for i in backend.tokens.speakers] == ["@@ПЕРВЫЙ@@", "@@ВТОРОЙ@@"]
+    assert json.loads((folder / "source.json").read_text(encoding="utf-8"))["dropped_tokens"] == ["<|endoftext|>"]
+    rows_out, _ = backend.generate_ids(requests(*PROMPTS, sampling=MODEL_CARD))
+    assert all(token < rows for row in rows_out for token in row)
+
+
+def test_a_table_with_rows_no_token_names_converts(tmp_path: Path) -> None:
+    model_dir = build_tiny_model(tmp_path / "model")
+    model = GPT2LMHeadModel.from_pretrained(model_dir)
+    model.resize_token_embeddings(model.config.vocab_size + 6)
+    model.save_pretrained(model_dir)
+    backend = CTranslate2Backend(str(model_dir), cache_dir=tmp_path / "cache")
+    (folder,) = (tmp_path / "cache").iterdir()
+    assert len(json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))) == model.config.vocab_size
+    assert backend.generate(requests(*PROMPTS))
+
+
+def test_backend_auto_is_ctranslate2_on_this_cpu_and_converts_next_to_the_database(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("auto picks transformers on CUDA")
+    settings = Settings(
+        model_path=str(tiny_model_dir),
+        toast_model_path=str(tiny_model_dir),
+        db_path=str(tmp_path / "db" / "bot.sqlite3"),
+    )
+    chat, tasks = load_models(settings)
+    assert isinstance(chat, CTranslate2Backend) and all(backend is chat for backend in tasks.values())
+    assert list((tmp_path / "db" / "ct2").iterdir())
+    chat, _ = load_models(replace(settings, backend="transformers"))
+    assert isinstance(chat, TransformersBackend)
