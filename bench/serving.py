@@ -1,34 +1,37 @@
-"""Serving benchmark (issue 4): the bot's batched generator against the naive per-request pool.
+"""Serving benchmark: the bot's batched generator against the naive per-request pool.
 
 Builds ruDialoGPT-small's real shape with random weights (the config and tokenizer in
 ../shared/rudialogpt-small when present, else GPT-2 small's numbers and a small byte-level BPE tokenizer),
-loads it through the bot's own TransformersBackend, and lets N simulated chats (1, 4, 16, 32) talk to it at once:
+and lets N simulated chats (1, 4, 16, 32) talk to it at once:
 
-- batched: the bot's ReplyGenerator (BatchingPool, DTYPE/WORKERS/MAX_BATCH as configured, SQLite history);
-- naive: what the seed projects did, one ``generate()`` per message in a ThreadPoolExecutor, fp32.
+- batched: the bot's ReplyGenerator (BatchingPool, SQLite history) on the backend ``--backend`` names,
+  loaded as the bot loads it (BACKEND, DTYPE, WORKERS, MAX_BATCH as given; CTranslate2 converts first);
+- naive: what the seed projects did, one transformers ``generate()`` per message in a thread pool, fp32.
 
-Each chat starts with two turns of history, sends one warm-up message (not measured), then ``rounds``
-messages one after another; all chats run concurrently. For each N it prints replies/s, new tokens/s
-(counted from the generated ids up to the stop token), p50/p95 latency and the event loop's worst lag,
-for both paths and their ratios. The last line is machine-readable::
+Each chat takes one of the dialogues in ``dialogues.json`` (cycling): two turns of history, one warm-up
+message (not measured), then ``rounds`` messages one after another; all chats run concurrently. For each N
+it prints replies/s, new tokens/s (counted from the generated ids up to the stop token), p50/p95 latency
+and the event loop's worst lag, for both paths and their ratios. The last line is machine-readable::
 
     speedup_16=X.XX p95_ratio_16=Y.YY single_ratio=Z.ZZ max_lag_ms=W
 
 (batched over naive throughput and p95 latency at 16 chats, or at the largest N run when 16 was not;
 batched over naive median latency at 1 chat, nan if not run; worst loop lag of the batched runs in ms).
+Run it from the project's folder as a module:
 
-    python bench/serving.py            # 1, 4, 16 and 32 chats
-    python bench/serving.py --quick    # 1 and 16 chats only
-    python bench/serving.py --device cuda
+    python -m bench.serving                            # 1, 4, 16 and 32 chats, the backend BACKEND=auto picks
+    python -m bench.serving --quick                    # 1 and 16 chats only
+    python -m bench.serving --backend transformers --dtype bfloat16
+    python -m bench.serving --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -38,24 +41,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+import ctranslate2
+import torch
+from transformers.utils import logging as transformers_logging
+
+from errors import BusyError, ReplyTimeoutError
+from generator import ReplyGenerator, load_models
+from inference.backend import BatchStats, Request
+from inference.ctranslate2_backend import CTranslate2Backend
+from inference.devices import NATIVE_BF16, pick_device, pick_engine
+from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER, merge_turns
+from inference.sampling import MODEL_CARD, with_values
+from inference.transformers_backend import TransformersBackend
+from settings import Settings
+from store import BOT_AUTHOR, ChatReply, ChatStore, Turn
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-from transformers import GenerationConfig  # noqa: E402
-from transformers.utils import logging as transformers_logging  # noqa: E402
-
-from errors import BusyError, ReplyTimeoutError  # noqa: E402
-from generator import ReplyGenerator  # noqa: E402
-from inference.backend import Request  # noqa: E402
-from inference.devices import dtype_name  # noqa: E402
-from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER, merge_turns, reply_ids  # noqa: E402
-from inference.sampling import MODEL_CARD, with_values  # noqa: E402
-from inference.transformers_backend import TransformersBackend  # noqa: E402
-from settings import Settings  # noqa: E402
-from store import BOT_AUTHOR, ChatReply, ChatStore, Turn  # noqa: E402
-
 SHARED_MODEL = ROOT.parent / "shared" / "rudialogpt-small"
 # GPT-2 small's numbers, which ruDialoGPT-small shares (used when ../shared is absent).
 GPT2_SMALL = {"n_layer": 12, "n_embd": 768, "n_head": 12, "n_positions": 2048, "vocab_size": 50261}
@@ -65,45 +66,18 @@ QUICK_CHATS = (1, 16)
 DEFAULT_ROUNDS = {1: 10, 4: 3, 16: 3, 32: 2}
 HISTORY_WINDOW = 64
 
-# Short Russian group-chat dialogues; each chat takes one, cycling: (user, bot) history, then its messages.
-DIALOGUES: tuple[tuple[str, ...], ...] = (
-    (
-        "привет, как дела? что делаешь вечером?",
-        "да так, сижу дома, смотрю сериал про врачей",
-        "о, а какой? я тоже хочу что-нибудь посмотреть на выходных",
-        "слушай, а ты вчера на футбол ходил или опять дома сидел?",
-        "ладно, давай завтра созвонимся и всё обсудим",
-        "кстати, ты не знаешь, во сколько открывается та кофейня у метро?",
-        "короче, я купил билеты, едем в субботу утром",
-    ),
-    (
-        "ребят, кто-нибудь решил вторую задачу из домашки?",
-        "я решил, там надо через производную, ничего сложного",
-        "а можешь скинуть решение? у меня ответ с учебником не сходится",
-        "блин, я опять забыл, на какое число перенесли экзамен",
-        "спасибо большое, теперь понятно, где я ошибся",
-        "а кто знает, препод сегодня будет на консультации?",
-        "всё, иду спать, завтра рано вставать",
-    ),
-    (
-        "смотрите, какой котик у соседей появился 😀",
-        "ахах, милота, а как зовут?",
-        "пока никак, предлагают назвать Барсиком, но мне не нравится",
-        "может, Пушок? он же весь пушистый",
-        "погода сегодня ужасная, весь день дождь и ветер",
-        "а у нас наоборот солнце, хоть на речку иди купаться",
-        "ладно, пойду в магазин, пока не закрылся, кому что взять?",
-    ),
-    (
-        "кто-нибудь знает хороший рецепт борща без мяса?",
-        "моя бабушка варит с фасолью и черносливом, очень вкусно",
-        "о, интересно, а чернослив когда добавлять, в самом конце?",
-        "минут за десять до готовности, и обязательно дать настояться",
-        "попробую на выходных, потом расскажу, что получилось",
-        "а сметану домашнюю где берёте? в магазине какая-то жидкая",
-        "на рынке по субботам есть бабушка с отличной сметаной",
-    ),
-)
+# The local engines --backend takes (BACKEND=openai is a remote server, measured by its own tools).
+ENGINES = ("ctranslate2", "transformers")
+# CPU flags worth printing next to the figures: what the engines' matrix products can use.
+CPU_FLAGS = ("avx2", "avx512_f", "avx512_vnni", *NATIVE_BF16, "amx_int8")
+
+
+def load_dialogues(path: Path) -> tuple[tuple[str, ...], ...]:
+    """Short Russian group-chat dialogues: a chat's (user, bot) history, then the messages it sends."""
+    return tuple(tuple(dialogue) for dialogue in json.loads(path.read_text(encoding="utf-8")))
+
+
+DIALOGUES = load_dialogues(Path(__file__).with_name("dialogues.json"))
 
 
 class Server(Protocol):
@@ -119,43 +93,24 @@ class Server(Protocol):
 
 
 @dataclass
-class GenerateCall:
-    """One ``generate()`` call seen by the hook: rows, prompt lengths, new tokens per row, seconds."""
-
-    rows: int
-    prompt_tokens: list[int]
-    new_tokens: list[int]
-    seconds: float
-
-
-@dataclass
 class CallLog:
-    """Every ``generate()`` call of one model since the last ``clear()``."""
+    """Every batch one backend generated since the last ``clear()``, as its ``on_batch`` hook reported it."""
 
-    calls: list[GenerateCall] = field(default_factory=list)
+    calls: list[BatchStats] = field(default_factory=list)
+
+    def record(self, stats: BatchStats) -> None:
+        """The backend's hook: keep one batch's figures."""
+        self.calls.append(stats)
 
     def clear(self) -> None:
         """Forget the calls seen so far."""
         self.calls = []
 
 
-def instrument(model: TransformersBackend) -> CallLog:
-    """Wrap the model's ``generate_ids`` to log each call (the bot's code path is otherwise untouched)."""
+def instrument(backend: TransformersBackend | CTranslate2Backend) -> CallLog:
+    """Log each batch the backend generates through its ``on_batch`` hook (its code path is otherwise untouched)."""
     log = CallLog()
-    original = model.generate_ids
-
-    def generate_ids(
-        requests: Sequence[Request], generation: GenerationConfig | None = None
-    ) -> tuple[list[list[int]], list[bool]]:
-        started = time.perf_counter()
-        rows, timed_out = original(requests, generation)
-        seconds = time.perf_counter() - started
-        max_prompt = model.max_positions - r.sampling.max_new_tokens if (r := requests[0]) else 0
-        prompts = [len(model.codec.prompt_ids(r.turns, max_prompt)) for r in requests]
-        log.calls.append(GenerateCall(len(requests), prompts, [len(reply_ids(r, model.tokens)) for r in rows], seconds))
-        return rows, timed_out
-
-    model.generate_ids = generate_ids  # type: ignore[method-assign]
+    backend.on_batch = log.record
     return log
 
 
@@ -357,6 +312,7 @@ async def _chat(server: Server, chat_id: int, author: str, messages: Sequence[st
 
 
 async def run_workload(
+    *,
     path: str,
     server: Server,
     store: ChatStore,
@@ -400,7 +356,7 @@ async def run_workload(
         errors=sum(errors) + sum(warm_errors),
         new_tokens=sum(n for call in calls for n in call.new_tokens),
         prompt_tokens=sum(prompts) / len(prompts) if prompts else math.nan,
-        mean_batch=sum(call.rows for call in calls) / len(calls) if calls else math.nan,
+        mean_batch=sum(len(call.new_tokens) for call in calls) / len(calls) if calls else math.nan,
         generate_seconds=sum(call.seconds for call in calls) / len(calls) if calls else math.nan,
         worst_lag=lag.worst,
     )
@@ -410,9 +366,10 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else math.nan
 
 
-def print_table(batched: RunStats, naive: RunStats) -> None:
-    """Both paths at one chat count and their ratios."""
+def print_table(batched: RunStats, naive: RunStats, engines: dict[str, str]) -> None:
+    """Both paths at one chat count, what each runs on (``engines``: path to backend summary) and their ratios."""
     print(f"\n== {batched.chats} chat(s), {batched.rounds} measured message(s) each (after a warm-up round) ==")
+    print("; ".join(f"{path}: {summary}" for path, summary in engines.items()))
     print(
         f"{'path':<8} {'replies':>7} {'errors':>6} {'wall s':>7} {'replies/s':>9} {'tokens/s':>8} {'p50 s':>6} "
         f"{'p95 s':>6} {'max lag ms':>10} {'batch':>5} {'gen s':>6} {'prompt tok':>10}"
@@ -448,15 +405,31 @@ def final_line(runs: Sequence[RunStats]) -> str:
     )
 
 
+def chat_counts(text: str) -> tuple[int, ...]:
+    """``--chats``: comma-separated whole numbers of 1 or more, e.g. ``1,16``."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected chat counts such as 1,16 (whole numbers from 1), got {text!r}")
+    return counts
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="only 1 and 16 chats")
-    parser.add_argument("--chats", type=lambda s: tuple(int(n) for n in s.split(",")), help="chat counts, e.g. 1,16")
+    parser.add_argument("--chats", type=chat_counts, help="chat counts, e.g. 1,16")
     parser.add_argument(
         "--rounds", type=int, help="measured messages per chat (default: 10 for 1 chat, 3 up to 16, 2 above)"
     )
     parser.add_argument("--new-tokens", type=int, default=32, help="MAX_NEW_TOKENS for both paths (default 32)")
+    parser.add_argument(
+        "--backend",
+        choices=ENGINES,
+        help="BACKEND of the batched path (default: what BACKEND=auto picks here, ctranslate2 on a CPU)",
+    )
     parser.add_argument("--max-batch", type=int, default=Settings.max_batch, help="MAX_BATCH of the batched path")
     parser.add_argument("--workers", type=int, default=Settings.workers, help="WORKERS of the batched path")
     parser.add_argument("--window-ms", type=float, default=Settings.batch_window_ms, help="BATCH_WINDOW_MS")
@@ -467,6 +440,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--lag-tick-ms", type=float, default=10.0, help="period of the loop-lag ticker (default 10)")
     parser.add_argument("--model-dir", type=Path, help="use this model directory instead of building the real shape")
     return parser.parse_args(argv)
+
+
+def cpu_line() -> str:
+    """The CPU's model, cores and the flags that matter to the engines, as torch reads them."""
+    capabilities = torch.cpu.get_capabilities()
+    flags = " ".join(flag for flag in CPU_FLAGS if capabilities.get(flag)) or "none of " + ", ".join(CPU_FLAGS)
+    return (
+        f"CPU: {capabilities.get('cpu_name', '?')}, {capabilities.get('num_physical_cores', '?')} physical cores, "
+        f"{os.cpu_count()} logical; flags: {flags}"
+    )
 
 
 @contextmanager
@@ -487,8 +470,10 @@ def _model_dir(given: Path | None) -> Iterator[tuple[Path, str]]:
 
 
 async def _bench(args: argparse.Namespace, model_dir: Path, source: str, db_dir: Path) -> list[RunStats]:
+    engine = args.backend or pick_engine("auto", pick_device(args.device))
     base = Settings(
         model_path=str(model_dir),
+        backend=engine,
         device=args.device,
         dtype=args.dtype,
         max_batch=args.max_batch,
@@ -499,23 +484,27 @@ async def _bench(args: argparse.Namespace, model_dir: Path, source: str, db_dir:
         db_path=str(db_dir / "batched.sqlite3"),
     )
     chats = args.chats or (QUICK_CHATS if args.quick else DEFAULT_CHATS)
-    batched_model = TransformersBackend(base.model_path, device=base.device, dtype=base.dtype)
+    started = time.perf_counter()
+    batched_model, _ = load_models(base)  # as the bot loads it: CTranslate2 converts here
+    print(f"loaded the batched path's model in {time.perf_counter() - started:.1f} s: {batched_model.summary}")
     naive_settings = replace(base, dtype="float32", db_path=str(db_dir / "naive.sqlite3"))
     naive_model = TransformersBackend(base.model_path, device=base.device, dtype="float32")
+    assert isinstance(batched_model, TransformersBackend | CTranslate2Backend)
     batched_log, naive_log = instrument(batched_model), instrument(naive_model)
+    engines = {"batched": batched_model.summary, "naive": naive_model.summary}
+    config = naive_model.model.config
     print(
-        f"device {batched_model.device}, torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}\n"
-        f"model: {batched_model.parameters / 1e6:.1f}M parameters ({source}), "
-        f"{batched_model.model.config.n_layer} layers x {batched_model.model.config.n_embd}, "
-        f"vocab {batched_model.model.config.vocab_size}\n"
-        f"batched: dtype {dtype_name(batched_model.dtype)}, WORKERS={base.workers}, "
-        f"MAX_BATCH={base.max_batch}, BATCH_WINDOW_MS={base.batch_window_ms:g}\n"
-        f"naive: dtype {dtype_name(naive_model.dtype)}, one generate() per message, "
-        f"{args.naive_workers} pool threads\n"
+        f"{cpu_line()}\n"
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), ctranslate2 {ctranslate2.__version__}, "
+        f"load average {os.getloadavg()[0]:.2f}\n"
+        f"model: {naive_model.parameters / 1e6:.1f}M parameters ({source}), "
+        f"{config.n_layer} layers x {config.n_embd}, vocab {config.vocab_size}\n"
+        f"batched: {engines['batched']}, WORKERS={base.workers}, MAX_BATCH={base.max_batch}, "
+        f"BATCH_WINDOW_MS={base.batch_window_ms:g}\n"
+        f"naive: {engines['naive']}, one generate() per message, {args.naive_workers} pool threads\n"
         f"both: {with_values(MODEL_CARD, base.sampling_overrides('chat'))}, CONTEXT_TURNS={base.context_turns}, "
         f"chats {list(chats)}\n"
-        "columns: batch = mean rows per generate() call, gen s = mean seconds per call, prompt tok = mean prompt "
+        "columns: batch = mean rows per generation call, gen s = mean seconds per call, prompt tok = mean prompt "
         f"length; loop lag sampled every {args.lag_tick_ms:g} ms"
     )
     batched_store, naive_store = ChatStore(base.db_path), ChatStore(naive_settings.db_path)
@@ -525,23 +514,22 @@ async def _bench(args: argparse.Namespace, model_dir: Path, source: str, db_dir:
     naive_model.generate([Request(("привет",), time.monotonic() + 60, MODEL_CARD, naive_model.name)])
     print(f"warm-up generations took {time.perf_counter() - started:.1f} s")
     runs: list[RunStats] = []
+    tick = args.lag_tick_ms / 1000
     try:
         for count in chats:
             rounds = args.rounds or DEFAULT_ROUNDS.get(count, 2 if count > 16 else 3)
-            tick = args.lag_tick_ms / 1000
+            workload = {"chats": count, "rounds": rounds, "first_chat_id": count * 1000, "lag_tick": tick}
             batched = await run_workload(
-                "batched", generator, batched_store, batched_log, count, rounds, count * 1000, tick
+                path="batched", server=generator, store=batched_store, log=batched_log, **workload
             )
             # A fresh naive pool per run whose threads end with it: torch's OpenMP throttles its spin-waits while
             # more OpenMP threads exist than cores, so idle naive threads would slow the next batched run.
             naive = NaivePool(naive_model, naive_store, naive_settings, args.naive_workers)
             try:
-                naive_run = await run_workload(
-                    "naive", naive, naive_store, naive_log, count, rounds, count * 1000, tick
-                )
+                naive_run = await run_workload(path="naive", server=naive, store=naive_store, log=naive_log, **workload)
             finally:
                 naive.shutdown()
-            print_table(batched, naive_run)
+            print_table(batched, naive_run, engines)
             runs += [batched, naive_run]
     finally:
         generator.shutdown()

@@ -10,12 +10,17 @@ import pytest
 from bench.serving import main
 
 
-@pytest.mark.parametrize("chats", [2, 16])
-def test_the_serving_benchmark_runs_and_prints_its_final_line(tiny_model_dir: Path, chats: int, capsys) -> None:
-    report = main(["--model-dir", str(tiny_model_dir), "--chats", f"1,{chats}", "--new-tokens", "2", "--rounds", "2"])
+@pytest.mark.parametrize(("chats", "backend"), [(2, "transformers"), (16, "ctranslate2")])
+def test_the_serving_benchmark_runs_and_prints_its_final_line(
+    tiny_model_dir: Path, chats: int, backend: str, capsys
+) -> None:
+    options = ["--model-dir", str(tiny_model_dir), "--chats", f"1,{chats}", "--new-tokens", "2", "--rounds", "2"]
+    report = main([*options, "--backend", backend])
 
-    last = capsys.readouterr().out.strip().splitlines()[-1]
+    out = capsys.readouterr().out
+    last = out.strip().splitlines()[-1]
     assert last == report.final_line
+    assert out.count(f"batched: {backend}, cpu") == 3, "in the header and each of the two tables"
     number = r"\d+\.\d\d"
     assert re.fullmatch(
         rf"speedup_{chats}={number} p95_ratio_{chats}={number} single_ratio={number} max_lag_ms=\d+", last
@@ -36,3 +41,13 @@ def test_the_serving_benchmark_runs_and_prints_its_final_line(tiny_model_dir: Pa
         assert run.seconds > 0 and run.worst_lag >= 0
     assert max(run.mean_batch for run in report.runs if run.path == "batched") > 1, "concurrent chats must batch"
     assert all(run.mean_batch == 1 for run in report.runs if run.path == "naive")
+
+
+def test_chat_counts_that_are_not_numbers_get_one_clear_line(capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--chats", "abc"])
+    assert caught.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == "python -m bench.serving: error: argument --chats: expected chat counts such as 1,16 " + (
+        "(whole numbers from 1), got 'abc'"
+    )

@@ -89,6 +89,19 @@ def test_a_past_deadline_stops_only_its_own_row(ct2: CTranslate2Backend) -> None
     assert ct2.generate([late, on_time])[1] == ct2.generate([on_time])[0]
 
 
+def test_a_deadline_reached_while_generating_stops_the_row_there(ct2: CTranslate2Backend) -> None:
+    unstoppable = replace(GREEDY, max_new_tokens=100)
+    took = []
+    for _ in range(2):
+        started = time.monotonic()
+        (full,), _ = ct2.generate_ids(requests(PROMPTS[0], sampling=unstoppable), end_ids=[ct2.tokens.pad])
+        took.append(time.monotonic() - started)
+    request = Request(PROMPTS[0], time.monotonic() + min(took) / 10, unstoppable)
+    (row,), (timed_out,) = ct2.generate_ids([request], end_ids=[ct2.tokens.pad])
+    assert timed_out and 0 < len(row) < len(full) == 100
+    assert row == full[: len(row)]
+
+
 def test_the_pad_token_is_never_generated(ct2: CTranslate2Backend) -> None:
     hot = replace(GREEDY, top_k=0, temperature=50.0, max_new_tokens=30)
     rows, _ = ct2.generate_ids(requests(*PROMPTS * 16, sampling=hot), end_ids=[ct2.tokens.first])
