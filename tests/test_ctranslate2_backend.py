@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import replace
@@ -12,7 +15,7 @@ from pathlib import Path
 import ctranslate2
 import pytest
 import torch
-from conftest import RUDIALOGPT_DIR, build_tiny_model
+from conftest import ROOT, RUDIALOGPT_DIR, build_tiny_model
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from generator import load_models
@@ -285,3 +288,29 @@ def test_backend_auto_is_ctranslate2_on_this_cpu_and_converts_next_to_the_databa
     assert list((tmp_path / "db" / "ct2").iterdir())
     chat, _ = load_models(replace(settings, backend="transformers"))
     assert isinstance(chat, TransformersBackend)
+
+
+def test_a_hub_model_converts_from_its_downloaded_snapshot(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """MODEL_PATH=owner/name with the model in the hub cache (offline): converted from the cached snapshot."""
+    commit = "0" * 40
+    snapshot = tmp_path / "hub" / "models--owner--tiny" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file in tiny_model_dir.iterdir():
+        (snapshot / file.name).write_bytes(file.read_bytes())
+    (tmp_path / "hub" / "models--owner--tiny" / "refs").mkdir()
+    (tmp_path / "hub" / "models--owner--tiny" / "refs" / "main").write_text(commit)
+    script = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+        "from inference.ctranslate2_backend import CTranslate2Backend;"
+        "backend = CTranslate2Backend('owner/tiny', cache_dir=Path(sys.argv[2]));"
+        "print(backend.summary, *(p.name for p in Path(sys.argv[2]).iterdir()))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(ROOT), str(tmp_path / "ct2")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    summary, folder = done.stdout.strip().rsplit(" ", 1)
+    assert summary == "ctranslate2, cpu, int8_float32" and folder.startswith("owner--tiny-int8-")
+    CTranslate2Backend(str(tiny_model_dir), cache_dir=tmp_path / "local")
+    assert folder.endswith(next((tmp_path / "local").iterdir()).name.rsplit("-", 1)[1]), "same files, same fingerprint"
