@@ -38,25 +38,16 @@ WEBHOOK_LISTEN = "0.0.0.0:8080"
 # The default is the saved_model folder in the project.
 MODEL_PATH = "saved_model"
 # The engine that runs the model here: "auto" (CTranslate2 on a CPU, transformers on a GPU),
-# "ctranslate2", "transformers", or "openai" (a remote server, see INFERENCE_URL). CTranslate2 converts the
-# model once (int8 on a CPU), keeps the conversion in a "ct2" folder next to DB_PATH and converts again
-# when the model's files change.
+# "ctranslate2", "transformers", or "openai" for a remote OpenAI-compatible server such as vLLM (then
+# MODEL_PATH needs only the tokenizer files). CTranslate2 converts the model once (int8 on a CPU), keeps
+# the conversion in a "ct2" folder next to DB_PATH and converts again when the model's files change.
 BACKEND = "auto"
-# BACKEND=openai: the OpenAI-compatible server's base URL (e.g. vLLM's "http://gpu-box:8000/v1"), its
-# API key (empty: none) and the served model's name (empty: the one the server lists). MODEL_PATH still
-# names the tokenizer, which builds the prompts here.
-INFERENCE_URL = ""
-INFERENCE_API_KEY = ""
-INFERENCE_MODEL = ""
 # "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:N" or "mps".
 DEVICE = "auto"
 # "auto", "float32", "float16" or "bfloat16". With transformers "auto" is bf16 on CUDA (fp16 on older
 # GPUs) and on a CPU that computes bf16 natively (AMX or AVX-512 BF16), fp32 otherwise; with CTranslate2
 # it is int8 weights (int8_float16 on CUDA), and a named format keeps the weights in it.
 DTYPE = "auto"
-# What generates: "auto" (see README), "transformers", or "openai" for a remote OpenAI-compatible
-# server such as vLLM (then MODEL_PATH needs only the tokenizer files).
-BACKEND = "auto"
 # With BACKEND="openai": the server's base URL, e.g. "http://gpu-box:8000/v1"; its API key (if it was
 # started with one); the model to ask for (empty: the only one it serves).
 INFERENCE_URL = ""

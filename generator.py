@@ -88,7 +88,8 @@ def load_models(settings: Settings) -> tuple[Backend, dict[str, Backend]]:
         )
         return remote, {}
     loaded: dict[str, Backend] = {}
-    engine = pick_engine(settings.backend, pick_device(settings.device))
+    device = pick_device(settings.device)
+    engine = pick_engine(settings.backend, device)
 
     def load(path: str) -> Backend:
         key = str(Path(path).resolve()) if Path(path).exists() else path
@@ -97,7 +98,10 @@ def load_models(settings: Settings) -> tuple[Backend, dict[str, Backend]]:
         return loaded[key]
 
     chat = load(settings.model_path)
-    return chat, {task: load(settings.model_path_for(task)) for task in TASKS if task != CHAT}
+    tasks = {task: load(settings.model_path_for(task)) for task in TASKS if task != CHAT}
+    if settings.backend == "auto":
+        logger.info("BACKEND=auto: %s on %s", engine, device)
+    return chat, tasks
 
 
 def local_backend(engine: str, path: str, settings: Settings) -> Backend:

@@ -84,9 +84,7 @@ def pick_engine(requested: str, device: torch.device) -> str:
     """
     if requested != "auto":
         return requested
-    engine = "ctranslate2" if device.type == "cpu" else "transformers"
-    logger.info("BACKEND=auto: %s on %s", engine, device)
-    return engine
+    return "ctranslate2" if device.type == "cpu" else "transformers"
 
 
 def dtype_name(dtype: torch.dtype) -> str:

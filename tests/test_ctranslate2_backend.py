@@ -274,10 +274,11 @@ def test_a_table_with_rows_no_token_names_converts(tmp_path: Path) -> None:
 
 
 def test_backend_auto_is_ctranslate2_on_this_cpu_and_converts_next_to_the_database(
-    tiny_model_dir: Path, tmp_path: Path
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     if torch.cuda.is_available():
         pytest.skip("auto picks transformers on CUDA")
+    caplog.set_level(logging.INFO)
     settings = Settings(
         model_path=str(tiny_model_dir),
         toast_model_path=str(tiny_model_dir),
@@ -286,6 +287,7 @@ def test_backend_auto_is_ctranslate2_on_this_cpu_and_converts_next_to_the_databa
     chat, tasks = load_models(settings)
     assert isinstance(chat, CTranslate2Backend) and all(backend is chat for backend in tasks.values())
     assert list((tmp_path / "db" / "ct2").iterdir())
+    assert "BACKEND=auto: ctranslate2 on cpu" in caplog.text
     chat, _ = load_models(replace(settings, backend="transformers"))
     assert isinstance(chat, TransformersBackend)
 
