@@ -5,7 +5,9 @@ Builds ruDialoGPT-small's real shape with random weights (the config and tokeniz
 and lets N simulated chats (1, 4, 16, 32) talk to it at once:
 
 - batched: the bot's ReplyGenerator (BatchingPool, SQLite history) on the backend ``--backend`` names,
-  loaded as the bot loads it (BACKEND, DTYPE, WORKERS, MAX_BATCH as given; CTranslate2 converts first);
+  loaded as the bot loads it (BACKEND, DTYPE, WORKERS, MAX_BATCH as given; CTranslate2 converts first),
+  each message kept in the inbox table until its reply is done, as the bot does (``--backend openai
+  --url URL`` asks an OpenAI-compatible server such as vLLM instead, with the prompts built here);
 - naive: what the seed projects did, one transformers ``generate()`` per message in a thread pool, fp32.
 
 Each chat takes one of the dialogues in ``dialogues.json`` (cycling): two turns of history, one warm-up
@@ -23,12 +25,14 @@ Run it from the project's folder as a module:
     python -m bench.serving --quick                    # 1 and 16 chats only
     python -m bench.serving --backend transformers --dtype bfloat16
     python -m bench.serving --device cuda
+    python -m bench.serving --backend openai --url http://gpu-box:8000/v1 --model-dir saved_model
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -38,19 +42,23 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import ctranslate2
 import torch
+from aiogram.types import Chat, Message, Update
 from transformers.utils import logging as transformers_logging
 
+from bot.inbox import Inbox
 from errors import BusyError, ReplyTimeoutError
 from generator import ReplyGenerator, load_models
-from inference.backend import BatchStats, Request
+from inference.backend import Backend, BatchStats, Request
 from inference.ctranslate2_backend import CTranslate2Backend
 from inference.devices import NATIVE_BF16, pick_device, pick_engine
 from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER, merge_turns
+from inference.openai_backend import OpenAIBackend
 from inference.sampling import MODEL_CARD, with_values
 from inference.transformers_backend import TransformersBackend
 from settings import Settings
@@ -67,7 +75,7 @@ DEFAULT_ROUNDS = {1: 10, 4: 3, 16: 3, 32: 2}
 HISTORY_WINDOW = 64
 
 # The local engines --backend takes (BACKEND=openai is a remote server, measured by its own tools).
-ENGINES = ("ctranslate2", "transformers")
+ENGINES = ("ctranslate2", "transformers", "openai")
 # CPU flags worth printing next to the figures: what the engines' matrix products can use.
 CPU_FLAGS = ("avx2", "avx512_f", "avx512_vnni", *NATIVE_BF16, "amx_int8")
 
@@ -107,7 +115,7 @@ class CallLog:
         self.calls = []
 
 
-def instrument(backend: TransformersBackend | CTranslate2Backend) -> CallLog:
+def instrument(backend: TransformersBackend | CTranslate2Backend | OpenAIBackend) -> CallLog:
     """Log each batch the backend generates through its ``on_batch`` hook (its code path is otherwise untouched)."""
     log = CallLog()
     backend.on_batch = log.record
@@ -139,6 +147,55 @@ class LagMeter:
     def __exit__(self, *exc: object) -> None:
         assert self._task is not None
         self._task.cancel()
+
+
+class BotPath:
+    """The bot's own path for one message: kept in the inbox, answered by the generator, remembered, done.
+
+    The inbox costs one insert and one update in the same SQLite file per message; the single-chat figure
+    includes them.
+    """
+
+    def __init__(self, generator: ReplyGenerator, inbox: Inbox) -> None:
+        self._generator = generator
+        self._inbox = inbox
+        self._update_ids = itertools.count(1)
+        self._received: dict[int, int] = {}
+
+    async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
+        """Keep the message, then generate its reply."""
+        update_id = next(self._update_ids)
+        self._inbox.receive(message_update(update_id, chat_id, text))
+        self._received[chat_id] = update_id
+        return await self._generator.reply(chat_id, text, author)
+
+    def remember(self, chat_id: int, reply: ChatReply) -> None:
+        """Add the reply to the history, and mark the message done."""
+        self._generator.remember(chat_id, reply)
+        self._inbox.done(self._received.pop(chat_id))
+
+
+def message_update(update_id: int, chat_id: int, text: str) -> Update:
+    """A private message as Telegram delivers it."""
+    chat = Chat(id=chat_id, type="private")
+    message = Message(message_id=update_id, date=datetime.now(UTC), chat=chat, text=text)
+    return Update(update_id=update_id, message=message)
+
+
+def inbox_cost(db_path: Path, messages: int = 500) -> float:
+    """Median milliseconds one message costs the inbox (its insert and its update) in a file on this disk."""
+    store = ChatStore(db_path)
+    try:
+        inbox = Inbox(store.connection)
+        costs = []
+        for update_id in range(1, messages + 1):
+            started = time.perf_counter()
+            inbox.receive(message_update(update_id, 1, "привет, как дела?"))
+            inbox.done(update_id)
+            costs.append(time.perf_counter() - started)
+    finally:
+        store.close()
+    return percentile(costs, 50) * 1000
 
 
 class NaivePool:
@@ -439,7 +496,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=Settings.generation_timeout, help="GENERATION_TIMEOUT, s")
     parser.add_argument("--lag-tick-ms", type=float, default=10.0, help="period of the loop-lag ticker (default 10)")
     parser.add_argument("--model-dir", type=Path, help="use this model directory instead of building the real shape")
-    return parser.parse_args(argv)
+    parser.add_argument("--url", help="with --backend openai: the server's /v1 URL (INFERENCE_URL)")
+    parser.add_argument("--api-key", default="", help="with --backend openai: INFERENCE_API_KEY")
+    parser.add_argument("--served-model", default="", help="with --backend openai: INFERENCE_MODEL")
+    args = parser.parse_args(argv)
+    if args.backend == "openai" and not args.url:
+        parser.error("--backend openai needs --url, e.g. http://gpu-box:8000/v1")
+    return args
 
 
 def cpu_line() -> str:
@@ -469,11 +532,14 @@ def _model_dir(given: Path | None) -> Iterator[tuple[Path, str]]:
         yield Path(directory), source
 
 
-async def _bench(args: argparse.Namespace, model_dir: Path, source: str, db_dir: Path) -> list[RunStats]:
-    engine = args.backend or pick_engine("auto", pick_device(args.device))
-    base = Settings(
+def batched_settings(args: argparse.Namespace, model_dir: Path, db_dir: Path) -> Settings:
+    """The batched path's settings, as the bot would read them."""
+    return Settings(
         model_path=str(model_dir),
-        backend=engine,
+        backend=args.backend or pick_engine("auto", pick_device(args.device)),
+        inference_url=args.url or "",
+        inference_api_key=args.api_key,
+        inference_model=args.served_model,
         device=args.device,
         dtype=args.dtype,
         max_batch=args.max_batch,
@@ -483,13 +549,12 @@ async def _bench(args: argparse.Namespace, model_dir: Path, source: str, db_dir:
         generation_timeout=args.timeout,
         db_path=str(db_dir / "batched.sqlite3"),
     )
+
+
+async def _bench(args: argparse.Namespace, base: Settings, batched_model: Backend, source: str) -> list[RunStats]:
     chats = args.chats or (QUICK_CHATS if args.quick else DEFAULT_CHATS)
-    started = time.perf_counter()
-    batched_model, _ = load_models(base)  # as the bot loads it: CTranslate2 converts here
-    print(f"loaded the batched path's model in {time.perf_counter() - started:.1f} s: {batched_model.summary}")
-    naive_settings = replace(base, dtype="float32", db_path=str(db_dir / "naive.sqlite3"))
+    naive_settings = replace(base, dtype="float32", db_path=str(Path(base.db_path).with_name("naive.sqlite3")))
     naive_model = TransformersBackend(base.model_path, device=base.device, dtype="float32")
-    assert isinstance(batched_model, TransformersBackend | CTranslate2Backend)
     batched_log, naive_log = instrument(batched_model), instrument(naive_model)
     engines = {"batched": batched_model.summary, "naive": naive_model.summary}
     config = naive_model.model.config
@@ -505,10 +570,13 @@ async def _bench(args: argparse.Namespace, model_dir: Path, source: str, db_dir:
         f"both: {with_values(MODEL_CARD, base.sampling_overrides('chat'))}, CONTEXT_TURNS={base.context_turns}, "
         f"chats {list(chats)}\n"
         "columns: batch = mean rows per generation call, gen s = mean seconds per call, prompt tok = mean prompt "
-        f"length; loop lag sampled every {args.lag_tick_ms:g} ms"
+        f"length; loop lag sampled every {args.lag_tick_ms:g} ms\n"
+        f"inbox: one insert and one update in the database per message, "
+        f"{inbox_cost(Path(base.db_path).with_name('inbox-cost.sqlite3')):.2f} ms each (median of 500)"
     )
     batched_store, naive_store = ChatStore(base.db_path), ChatStore(naive_settings.db_path)
     generator = ReplyGenerator(batched_model, batched_store, base)
+    bot_path = BotPath(generator, Inbox(batched_store.connection))
     started = time.perf_counter()
     generator.warm_up()
     naive_model.generate([Request(("привет",), time.monotonic() + 60, MODEL_CARD, naive_model.name)])
@@ -520,7 +588,7 @@ async def _bench(args: argparse.Namespace, model_dir: Path, source: str, db_dir:
             rounds = args.rounds or DEFAULT_ROUNDS.get(count, 2 if count > 16 else 3)
             workload = {"chats": count, "rounds": rounds, "first_chat_id": count * 1000, "lag_tick": tick}
             batched = await run_workload(
-                path="batched", server=generator, store=batched_store, log=batched_log, **workload
+                path="batched", server=bot_path, store=batched_store, log=batched_log, **workload
             )
             # A fresh naive pool per run whose threads end with it: torch's OpenMP throttles its spin-waits while
             # more OpenMP threads exist than cores, so idle naive threads would slow the next batched run.
@@ -545,7 +613,12 @@ def main(argv: Sequence[str] | None = None) -> BenchReport:
     transformers_logging.disable_progress_bar()
     started = time.perf_counter()
     with _model_dir(args.model_dir) as (model_dir, source), tempfile.TemporaryDirectory(prefix="bench_db_") as db_dir:
-        runs = asyncio.run(_bench(args, model_dir, source, Path(db_dir)))
+        base = batched_settings(args, model_dir, Path(db_dir))
+        loading = time.perf_counter()
+        # As the bot loads it, before its event loop starts: CTranslate2 converts here, a server is checked here.
+        batched_model, _ = load_models(base)
+        print(f"loaded the batched path's model in {time.perf_counter() - loading:.1f} s: {batched_model.summary}")
+        runs = asyncio.run(_bench(args, base, batched_model, source))
     print(f"\ntotal {time.perf_counter() - started:.0f} s, load average now {os.getloadavg()[0]:.2f}")
     line = final_line(runs)
     print(line)

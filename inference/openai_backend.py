@@ -12,7 +12,9 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
 from openai import (
     APIConnectionError,
@@ -24,7 +26,7 @@ from openai import (
     RateLimitError,
 )
 
-from inference.backend import ModelLoadError, Outcome, Request, check_model_path
+from inference.backend import BatchStats, ModelLoadError, Outcome, Request, check_model_path
 from inference.codec import PromptCodec, model_generation_defaults
 from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER
 from inference.sampling import Sampling
@@ -67,6 +69,8 @@ class OpenAIBackend:
         self.generation_defaults, self.task = model_generation_defaults(tokenizer_path)
         self.load_seconds = time.perf_counter() - started
         self._client: AsyncOpenAI | None = None
+        # Called with each request's BatchStats when set (the serving benchmark counts tokens with it).
+        self.on_batch: Callable[[BatchStats], None] | None = None
         logger.info("inference server %s serves %s (%d positions)", self.url, self.model_name, self.max_positions)
 
     @property
@@ -104,7 +108,7 @@ class OpenAIBackend:
         """The user's text without special tokens or invisible characters."""
         return self.codec.clean(text)
 
-    def request_body(self, request: Request) -> dict[str, object]:
+    def request_body(self, request: Request) -> dict[str, Any]:
         """The completion request for one reply: the prompt as ids, stops, limits and sampling."""
         sampling: Sampling = request.sampling
         values = asdict(sampling)
@@ -131,6 +135,7 @@ class OpenAIBackend:
         if self._client is None:
             self._client = self._new_client(CHECK_TIMEOUT)
         body = self.request_body(request)
+        started = time.perf_counter()
         delay = _BACKOFF
         while True:
             left = request.deadline - time.monotonic()
@@ -150,6 +155,9 @@ class OpenAIBackend:
                 continue
             except APIError as error:
                 raise RemoteInferenceError(f"{self.url}: {type(error).__name__}: {error.message}") from None
+            if self.on_batch is not None and completion.usage is not None:
+                used = (completion.usage.completion_tokens,)
+                self.on_batch(BatchStats((len(body["prompt"]),), used, time.perf_counter() - started))
             return Outcome(self.codec.clean_reply(completion.choices[0].text))
 
     async def aclose(self) -> None:

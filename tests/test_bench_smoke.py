@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from pathlib import Path
 
 import pytest
+from fake_openai import FakeOpenAI
 
 from bench.serving import main
 
@@ -51,3 +54,25 @@ def test_chat_counts_that_are_not_numbers_get_one_clear_line(capsys) -> None:
     assert error == "python -m bench.serving: error: argument --chats: expected chat counts such as 1,16 " + (
         "(whole numbers from 1), got 'abc'"
     )
+
+
+def test_the_benchmark_measures_a_remote_server_and_the_inbox(tiny_model_dir: Path, capsys) -> None:
+    loop = asyncio.new_event_loop()
+    server = FakeOpenAI()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+        options = ["--model-dir", str(tiny_model_dir), "--chats", "1,4", "--new-tokens", "2", "--rounds", "2"]
+        report = main([*options, "--backend", "openai", "--url", server.url])
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+    out = capsys.readouterr().out
+    assert f"batched: openai, {server.url}, rudialogpt" in out
+    assert re.search(r"inbox: one insert and one update in the database per message, \d+\.\d\d ms each", out)
+    batched = [run for run in report.runs if run.path == "batched"]
+    assert all(run.errors == 0 and run.replies == 2 * run.chats for run in batched)
+    assert len(server.requests) == sum(3 * run.chats for run in batched), "warm-up and measured messages, each once"
+    assert all(run.new_tokens == 3 * run.replies for run in batched), "counted from the server's usage"
