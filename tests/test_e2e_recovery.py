@@ -13,7 +13,8 @@ import texts
 
 CHATS = list(range(300, 312))
 ORDERED_CHAT = 400
-SLOW = {"max_new_tokens": 80, "max_batch": 4}
+TOAST_CHAT = 450
+SLOW = {"max_new_tokens": 80, "toast_max_new_tokens": 40, "max_batch": 4}
 
 
 def answers(fake: FakeTelegram, chat: int) -> list[dict]:
@@ -25,9 +26,10 @@ def replied_to(params: dict) -> int | None:
 
 
 async def send_and_interrupt(fake: FakeTelegram, bot: BotProcess, interrupt: signal.Signals) -> dict[int, list[int]]:
-    """Twelve chats write once and one chat three times; once replies are generating, the process is stopped."""
+    """Twelve chats write once, one three times, one asks for a toast; once replies generate, the process stops."""
     sent = {chat: [fake.send_text(chat, "расскажи что-нибудь длинное")] for chat in CHATS}
     sent[ORDERED_CHAT] = [fake.send_text(ORDERED_CHAT, f"сообщение {n}") for n in range(3)]
+    sent[TOAST_CHAT] = [fake.send_text(TOAST_CHAT, "/toast Новый год")]
     await fake.wait_for("sendChatAction", timeout=30)
     await asyncio.sleep(1)
     bot.signal(interrupt)
@@ -51,6 +53,7 @@ async def restart_and_check(fake: FakeTelegram, tmp_path: Path, model_dir: Path,
             assert len(got) == len(message_ids), f"chat {chat}: {len(got)} answers to {len(message_ids)} messages"
             late = got[answered_before[chat] :]
             assert [replied_to(answer) for answer in late] == message_ids[answered_before[chat] :]
+        assert answers(fake, TOAST_CHAT)[0]["text"].startswith("🥂 Новый год"), "commands that generate too"
         fake.send_text(ADMIN, "/stats")
         report = await fake.wait_for("sendMessage", lambda p: is_to(ADMIN)(p) and "Отвечено" in p["text"])
         recovered = sum(len(ids) for ids in sent.values()) - sum(answered_before.values())

@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from aiogram.exceptions import TelegramNetworkError
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import SendMessage
 from harness import Harness
 from recording_session import message_update
@@ -50,10 +50,12 @@ async def test_an_update_delivered_twice_is_answered_once(harness: Harness) -> N
 
 
 async def test_an_answer_that_could_not_be_sent_stays_and_is_sent_at_the_next_start(harness: Harness) -> None:
-    harness.session.fail[SendMessage] = TelegramNetworkError(method=SendMessage(chat_id=1, text="x"), message="down")
+    harness.session.fail[SendMessage] = TelegramBadRequest(
+        method=SendMessage(chat_id=1, text="x"), message="Bad Request: not now"
+    )
     first, second = message_update(1, "раз"), message_update(1, "/help")
     for update in (first, second):
-        with pytest.raises(TelegramNetworkError):
+        with pytest.raises(TelegramBadRequest):
             await harness.dispatcher.feed_raw_update(harness.bot, update)
     del harness.session.fail[SendMessage]
     harness.session.calls.clear()  # the recording keeps the refused sends too
@@ -72,8 +74,10 @@ async def test_an_answer_that_could_not_be_sent_stays_and_is_sent_at_the_next_st
 async def test_a_message_older_than_the_limit_gets_a_note_instead(harness: Harness) -> None:
     old = message_update(2, "привет")
     old["message"]["date"] = int(time.time()) - 7200
-    harness.session.fail[SendMessage] = TelegramNetworkError(method=SendMessage(chat_id=2, text="x"), message="down")
-    with pytest.raises(TelegramNetworkError):
+    harness.session.fail[SendMessage] = TelegramBadRequest(
+        method=SendMessage(chat_id=2, text="x"), message="Bad Request: not now"
+    )
+    with pytest.raises(TelegramBadRequest):
         await harness.dispatcher.feed_raw_update(harness.bot, old)
     del harness.session.fail[SendMessage]
     harness.session.calls.clear()
@@ -84,8 +88,10 @@ async def test_a_message_older_than_the_limit_gets_a_note_instead(harness: Harne
 
 
 async def test_an_update_that_keeps_failing_is_given_up(harness: Harness) -> None:
-    harness.session.fail[SendMessage] = TelegramNetworkError(method=SendMessage(chat_id=3, text="x"), message="down")
-    with pytest.raises(TelegramNetworkError):
+    harness.session.fail[SendMessage] = TelegramBadRequest(
+        method=SendMessage(chat_id=3, text="x"), message="Bad Request: not now"
+    )
+    with pytest.raises(TelegramBadRequest):
         await harness.dispatcher.feed_raw_update(harness.bot, message_update(3, "/help"))
     for _ in range(MAX_ATTEMPTS - 1):
         await recover_now(harness)
