@@ -106,3 +106,19 @@ async def test_a_crash_in_webhook_mode_loses_no_message(
         await stop_bot(restarted)
     finally:
         restarted.kill()
+
+
+async def test_sigterm_in_webhook_mode_finishes_the_replies_in_flight(
+    fake: FakeTelegram, tmp_path: Path, slow_model_dir: Path, port: int
+) -> None:
+    bot = await start_bot(fake, tmp_path, slow_model_dir, **webhook_settings(port), max_new_tokens=80)
+    try:
+        assert await post(port, message(fake, 21, "расскажи что-нибудь")) == 200
+        await fake.wait_for("sendChatAction", is_to(21), timeout=30)
+        bot.signal(signal.SIGTERM)
+        assert await bot.wait(60) == 0, bot.log
+        [reply] = fake.sent_messages(21)
+        assert reply["text"] not in (texts.ERROR, texts.BUSY, texts.TIMEOUT)
+        assert fake.sent_messages()[-1]["text"] == texts.ADMIN_STOPPING
+    finally:
+        bot.kill()

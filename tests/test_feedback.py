@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,13 @@ async def test_votes_end_to_end_exported_and_trained_on(
     )
     assert trained.returncode == 0, trained.stderr
     assert "2 rows skipped for a rating below --min-rating 1" in trained.stderr + trained.stdout
+
+
+async def test_rated_replies_older_than_the_history_limit_go_with_their_votes(harness: Harness) -> None:
+    await harness.send(1, "привет")
+    [(_, like), _] = vote_buttons(harness, 1)
+    await harness.press(1, like.pack())
+    feedback = harness.dispatcher["feedback"]
+    assert feedback.drop_before(time.time() - 60) == 0
+    assert feedback.drop_before(time.time() + 1) == 1
+    assert list(feedback.rated()) == [] and stored_votes(harness) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from aiogram.methods import AnswerCallbackQuery, SendMessage
@@ -12,7 +13,7 @@ from harness import Harness, RecordingBackend
 import texts
 from bot.buttons import DailySubscribe, More, composed_keyboard
 from bot.modes import CancelForm, SignChoice, ToastChoice
-from generator import MIN_PROMPT_TOKENS, task_sampling
+from generator import MIN_PROMPT_TOKENS, load_models, task_sampling
 from inference.backend import ModelLoadError
 from inference.codec import PromptCodec
 from inference.modes import HOLIDAYS, HOROSCOPE, SIGNS, TOAST, parse_sign, request_turn
@@ -291,3 +292,15 @@ async def test_requests_of_different_tasks_never_share_a_batch(harness: Harness,
     assert sorted(len(batch) for batch in recorder.batches) == [1, 2, 2], recorder.batches
     for batch in recorder.batches:
         assert len({request.sampling for request in batch}) == 1
+
+
+def test_a_directory_named_by_several_settings_is_loaded_once(tiny_model_dir: Path) -> None:
+    settings = Settings(
+        model_path=str(tiny_model_dir),
+        toast_model_path=f"{tiny_model_dir}/",
+        horoscope_model_path=str(tiny_model_dir / ".." / tiny_model_dir.name),
+        backend="transformers",
+        device="cpu",
+    )
+    chat, tasks = load_models(settings)
+    assert tasks[TOAST] is chat and tasks[HOROSCOPE] is chat

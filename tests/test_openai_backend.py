@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from botprocess import bot_env, main_command
 from fake_openai import FakeOpenAI
 from harness import ADMIN, Harness
 
@@ -156,3 +160,30 @@ def test_backend_openai_needs_a_url_and_one_model() -> None:
             env_file=None,
             config_file=None,
         )
+
+
+async def test_a_folder_with_only_the_tokenizer_is_enough(server: FakeOpenAI, tiny_model_dir: Path, tmp_path) -> None:
+    tokenizer_only = tmp_path / "tokenizer"
+    tokenizer_only.mkdir()
+    for path in tiny_model_dir.iterdir():
+        if path.suffix != ".safetensors" and path.name not in ("config.json", "generation_config.json"):
+            shutil.copy(path, tokenizer_only)
+    backend = await connect(server, tokenizer_only)
+    try:
+        outcome = await backend.agenerate(Request(("привет",), time.monotonic() + 10, MODEL_CARD))
+        assert outcome.text == "привет, как дела?"
+    finally:
+        await backend.aclose()
+
+
+def test_an_unreachable_inference_url_stops_start_up_with_one_line(tmp_path: Path, tiny_model_dir: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    settings = {"bot_token": "1:x", "backend": "openai", "inference_url": closed, "model_path": tiny_model_dir}
+    done = subprocess.run(
+        main_command(tmp_path), cwd=tmp_path, env=bot_env(**settings), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [line] = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert f"INFERENCE_URL {closed} can't be reached" in line

@@ -153,3 +153,18 @@ def test_the_readme_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     missing = [f.name.upper() for f in fields(Settings) if f"`{f.name.upper()}`" not in readme]
     assert missing == []
+
+
+def test_a_webhook_needs_its_secret_and_an_https_address() -> None:
+    with pytest.raises(ConfigError, match="WEBHOOK_SECRET must be set"):
+        load({"WEBHOOK_URL": "https://bot.example.com/hook"})
+    with pytest.raises(ConfigError, match="https://"):
+        load({"WEBHOOK_URL": "http://bot.example.com/hook", "WEBHOOK_SECRET": "abc"})
+    with pytest.raises(ConfigError) as caught:
+        load({"WEBHOOK_URL": "https://bot.example.com/hook", "WEBHOOK_SECRET": "not a valid secret!"})
+    assert "WEBHOOK_SECRET" in str(caught.value) and "not a valid" not in str(caught.value), "never shown"
+    settings = load({"WEBHOOK_URL": "https://bot.example.com/hook", "WEBHOOK_SECRET": "abc_DEF-1"})
+    assert (settings.webhook_secret, settings.webhook_listen) == ("abc_DEF-1", "0.0.0.0:8080")
+    assert load(
+        {"WEBHOOK_URL": "http://127.0.0.1:9/h", "WEBHOOK_SECRET": "x", "TELEGRAM_API_BASE": "http://127.0.0.1:8"}
+    )
