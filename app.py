@@ -1,4 +1,4 @@
-"""The Telegram bot's wiring: the Bot, its Dispatcher with the handlers, and long polling until a signal.
+"""The Telegram bot's wiring: the Bot, its Dispatcher with the handlers, and polling or the webhook until a signal.
 
 main.py imports this only once the options are parsed and the settings read (aiogram takes seconds to import).
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from functools import partial
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -23,7 +22,7 @@ from bot.access import AllowList
 from bot.daily import send_daily
 from bot.delivery import DailyDelivery, SystemClock
 from bot.feedback_store import FeedbackStore
-from bot.inbox import Inbox, KeepUntilAnswered, note_missed, recover
+from bot.inbox import Inbox, KeepUntilAnswered, recover
 from bot.middlewares import InFlightUpdates
 from bot.modes import Composer
 from bot.notify import AdminNotifier
@@ -129,7 +128,6 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
             bot,
             max_age=settings.recovery_max_age,
             concurrency=max(1, settings.max_pending // 2),
-            send_missed=partial(note_missed, bot),
         )
         background.add(asyncio.create_task(housekeeping(store, inbox, feedback, settings.history_ttl_days)))
         background.add(asyncio.create_task(daily_deliveries(bot, generator, subscriptions, settings).run()))

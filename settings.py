@@ -138,9 +138,19 @@ def _device(value: str) -> str:
     raise ValueError
 
 
+def parse_time_of_day(text: str) -> time | None:
+    """``08:30``, ``8:30`` or ``8.30`` as a time of day; None if it is not one (DAILY_TIME, /daily)."""
+    match = _TIME_OF_DAY.fullmatch(text.strip())
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        return None
+    return time(int(match[1]), int(match[2]))
+
+
 def _time_of_day(value: str) -> time:
-    hours, minutes = value.strip().replace(".", ":").split(":")
-    return time(int(hours), int(minutes))
+    parsed = parse_time_of_day(value)
+    if parsed is None:
+        raise ValueError(value)
+    return parsed
 
 
 def _timezone(value: str) -> str:
@@ -155,6 +165,7 @@ def _strip(value: str) -> str:
     return value.strip()
 
 
+_TIME_OF_DAY = re.compile(r"(\d{1,2})[:.](\d{2})")
 _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _LISTEN = re.compile(r"[\w.:\[\]-]*:\d{1,5}")
 # Settings whose values never appear in an error message.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
@@ -16,33 +15,23 @@ from bot.access import is_private, may_change_settings
 from bot.buttons import DailySubscribe, More
 from bot.replies import send_plain
 from bot.subscriptions import Subscription, Subscriptions
-from inference.modes import HOROSCOPE, SIGNS, Sign, parse_sign, sign_by_key
-from settings import Settings
-
-_TIME = re.compile(r"^(\d{1,2})[:.](\d{2})$")
-
-
-def parse_time(text: str) -> time | None:
-    """``08:30``, ``8:30`` or ``8.30`` as a time of day; None if it is not one."""
-    match = _TIME.match(text.strip())
-    if not match or int(match[1]) > 23 or int(match[2]) > 59:
-        return None
-    return time(int(match[1]), int(match[2]))
+from inference.modes import HOROSCOPE, Sign, parse_sign, sign_by_key, sign_list
+from settings import Settings, parse_time_of_day
 
 
 def describe(subscription: Subscription, settings: Settings) -> str:
     """The subscription as the bot says it: sign and time."""
     sign = sign_by_key(subscription.sign)
-    label = f"{sign.symbol} {sign.name}" if sign else subscription.sign
+    label = sign.label if sign else subscription.sign
     return texts.DAILY_SHOW.format(sign=label, time=subscription.at.strftime("%H:%M"), timezone=settings.timezone)
 
 
 def _subscribe(chat_id: int, sign: Sign, at: time, subscriptions: Subscriptions, settings: Settings) -> str:
     local = datetime.now(ZoneInfo(settings.timezone))
     subscription = subscriptions.subscribe(chat_id, sign.key, at, local.date(), local.time())
-    return texts.DAILY_SUBSCRIBED.format(
-        sign=f"{sign.symbol} {sign.name}", time=at.strftime("%H:%M"), timezone=settings.timezone
-    ) + (texts.DAILY_FROM_TOMORROW if subscription.last_sent else "")
+    return texts.DAILY_SUBSCRIBED.format(sign=sign.label, time=at.strftime("%H:%M"), timezone=settings.timezone) + (
+        texts.DAILY_FROM_TOMORROW if subscription.last_sent else ""
+    )
 
 
 async def daily(
@@ -63,10 +52,10 @@ async def daily(
         await send_plain(message, texts.DAILY_CANCELLED if cancelled else texts.DAILY_NONE)
         return
     sign = parse_sign(words[0])
-    at = parse_time(words[1]) if len(words) == 2 else settings.daily_time if len(words) == 1 else None
+    at = parse_time_of_day(words[1]) if len(words) == 2 else settings.daily_time if len(words) == 1 else None
     if sign is None or at is None:
-        signs = ", ".join(f"{s.symbol} {s.name}" for s in SIGNS)
-        await send_plain(message, texts.DAILY_USAGE.format(signs=signs, time=settings.daily_time.strftime("%H:%M")))
+        usage = texts.DAILY_USAGE.format(signs=sign_list(), time=settings.daily_time.strftime("%H:%M"))
+        await send_plain(message, usage)
         return
     await send_plain(message, _subscribe(message.chat.id, sign, at, subscriptions, settings))
 

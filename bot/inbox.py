@@ -24,6 +24,7 @@ from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.types import ReplyParameters, TelegramObject, Update
 
 import texts
+from bot.middlewares import chat_of
 
 logger = logging.getLogger(__name__)
 
@@ -58,19 +59,14 @@ class PendingUpdate:
     attempts: int
 
 
-def _chat_of(update: Update) -> int | None:
-    if update.message is not None:
-        return update.message.chat.id
-    query = update.callback_query
-    if query is not None and query.message is not None:
-        return query.message.chat.id
-    return None
+def _message_in(payload: dict[str, Any]) -> dict[str, Any]:
+    """The message of a raw update, or the message under its pressed button ({} if neither)."""
+    return payload.get("message") or (payload.get("callback_query") or {}).get("message") or {}
 
 
 def sent_at(payload: dict[str, Any]) -> float | None:
     """When the user sent the message (or the message under a pressed button was sent), from Telegram's date."""
-    message = payload.get("message") or (payload.get("callback_query") or {}).get("message") or {}
-    date = message.get("date")
+    date = _message_in(payload).get("date")
     return float(date) if isinstance(date, int | float) else None
 
 
@@ -87,7 +83,7 @@ class Inbox:
         with self._db:
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO inbox (update_id, chat_id, payload, received_at) VALUES (?, ?, ?, ?)",
-                (update.update_id, _chat_of(update), payload, time.time()),
+                (update.update_id, chat_of(update.event), payload, time.time()),
             )
         return cursor.rowcount == 1
 
@@ -156,11 +152,10 @@ async def recover(
     *,
     max_age: float,
     concurrency: int,
-    send_missed: Callable[[dict[str, Any]], Awaitable[None]],
 ) -> int:
     """Handle the updates a crash or a hurried stop left, each chat's in order; returns how many were taken up.
 
-    A message older than ``max_age`` seconds (0: no limit) gets ``send_missed`` instead of a generated
+    A message older than ``max_age`` seconds (0: no limit) gets a note (``note_missed``) instead of a generated
     answer; an update tried at MAX_ATTEMPTS start-ups already is given up.
     """
     by_chat: dict[int | None, list[PendingUpdate]] = defaultdict(list)
@@ -175,7 +170,7 @@ async def recover(
         else:
             date = sent_at(pending.payload)
             if max_age and date is not None and now - date > max_age:
-                await send_missed(pending.payload)
+                await note_missed(bot, pending.payload)
             else:
                 await dispatcher.feed_raw_update(bot, pending.payload)
         inbox.done(pending.update_id)
@@ -202,7 +197,7 @@ async def recover(
 
 async def note_missed(bot: Bot, payload: dict[str, Any]) -> None:
     """Tell the sender of a message that waited too long that the bot was away, instead of answering it late."""
-    message = payload.get("message") or (payload.get("callback_query") or {}).get("message") or {}
+    message = _message_in(payload)
     chat_id = (message.get("chat") or {}).get("id")
     if chat_id is None:
         return

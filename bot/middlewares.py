@@ -35,7 +35,7 @@ class ChatOrder(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         """Wait for the chat's earlier messages, then handle this one."""
-        chat_id = _chat_id(event)
+        chat_id = chat_of(event)
         if chat_id is None:
             return await handler(event, data)
         queue = self._queues.setdefault(chat_id, _ChatQueue())
@@ -51,7 +51,7 @@ class ChatOrder(BaseMiddleware):
                 del self._queues[chat_id]
 
 
-def _chat_id(event: TelegramObject) -> int | None:
+def chat_of(event: TelegramObject) -> int | None:
     """The chat of a message, or of the message under a pressed button."""
     if isinstance(event, Message):
         return event.chat.id

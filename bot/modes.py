@@ -27,7 +27,7 @@ from bot.feedback import EVERYTHING, with_votes
 from bot.feedback_store import FeedbackStore
 from bot.replies import send_plain
 from bot.stats import BotStats
-from inference.modes import HOLIDAYS, HOROSCOPE, SIGNS, TOAST, parse_sign, sign_by_key
+from inference.modes import HOLIDAYS, HOROSCOPE, SIGNS, TOAST, parse_sign, sign_by_key, sign_list
 from store import ChatReply
 
 # A holiday's name longer than this is cut: it is a title, not a story.
@@ -97,7 +97,7 @@ def sign_keyboard() -> InlineKeyboardMarkup:
     """The twelve signs, three to a row."""
     keyboard = InlineKeyboardBuilder()
     for sign in SIGNS:
-        keyboard.button(text=f"{sign.symbol} {sign.name}", callback_data=SignChoice(sign=sign.key))
+        keyboard.button(text=sign.label, callback_data=SignChoice(sign=sign.key))
     keyboard.adjust(3)
     return keyboard.as_markup()
 
@@ -120,7 +120,7 @@ class Composer:
         else:
             sign = sign_by_key(topic)
             if sign is None:
-                await message.answer(texts.UNKNOWN_SIGN.format(signs=_sign_list()), reply_markup=sign_keyboard())
+                await unknown_sign(message)
                 return
             name = sign.name
             title = texts.HOROSCOPE_TITLE.format(symbol=sign.symbol, name=sign.name)
@@ -134,8 +134,9 @@ class Composer:
         self.stats.record_reply(message.chat.id, time.monotonic() - started)
 
 
-def _sign_list() -> str:
-    return ", ".join(f"{sign.symbol} {sign.name}" for sign in SIGNS)
+async def unknown_sign(message: Message) -> None:
+    """List the signs, with their buttons, for a sign the bot doesn't know (nothing is generated)."""
+    await message.answer(texts.UNKNOWN_SIGN.format(signs=sign_list()), reply_markup=sign_keyboard())
 
 
 async def toast(message: Message, command: CommandObject, bot: Bot, composer: Composer, state: FSMContext) -> None:
@@ -155,7 +156,7 @@ async def horoscope(message: Message, command: CommandObject, bot: Bot, composer
         return
     sign = parse_sign(argument)
     if sign is None:
-        await message.answer(texts.UNKNOWN_SIGN.format(signs=_sign_list()), reply_markup=sign_keyboard())
+        await unknown_sign(message)
         return
     await composer.send(message, bot, HOROSCOPE, sign.key)
 

@@ -42,6 +42,11 @@ class Sign:
     symbol: str
     name: str
 
+    @property
+    def label(self) -> str:
+        """How buttons and messages show the sign: ``♌ Лев``."""
+        return f"{self.symbol} {self.name}"
+
 
 SIGNS = (
     Sign("aries", "♈", "Овен"),
@@ -70,6 +75,11 @@ _SIGN_BY_WORD = {_fold(word): sign for sign in SIGNS for word in (sign.key, sign
 def parse_sign(text: str) -> Sign | None:
     """The sign a user named: its Russian or Latin name in any case (ё or е), or its symbol; None if none."""
     return _SIGN_BY_WORD.get(_fold(text))
+
+
+def sign_list() -> str:
+    """Every sign's label, comma-separated, for a message that lists them."""
+    return ", ".join(sign.label for sign in SIGNS)
 
 
 def sign_by_key(key: str) -> Sign | None:

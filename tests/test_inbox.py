@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from harness import Harness
 from recording_session import message_update
 
 import texts
-from bot.inbox import MAX_ATTEMPTS, Inbox, note_missed, recover
+from bot.inbox import MAX_ATTEMPTS, Inbox, recover
 from inference.transformers_backend import TransformersBackend
 
 
@@ -33,7 +32,6 @@ async def recover_now(harness: Harness, max_age: float = 3600) -> int:
         harness.bot,
         max_age=max_age,
         concurrency=4,
-        send_missed=partial(note_missed, harness.bot),
     )
 
 
