@@ -20,7 +20,8 @@ HELP = (
     "/cancel — отменить вопрос о празднике\n"
     "/help — эта справка\n\n"
     "Всё остальное я воспринимаю как реплику в разговоре. "
-    "В группе отвечаю, когда меня упоминают, отвечают на моё сообщение или зовут по имени."
+    "В группе отвечаю, когда меня упоминают, отвечают на моё сообщение или зовут по имени, "
+    "а если администраторы разрешат в /settings — иногда вступаю в разговор и сам."
 )
 # The menu Telegram shows next to the input field (setMyCommands).
 COMMANDS = {
@@ -64,6 +65,16 @@ SETTINGS_EXPIRED = "Это сообщение устарело, вызови /se
 CONTEXT_RANGE = "Укажи число реплик от 1 до {maximum}, например: /context 3"
 CONTEXT_SET = "Теперь я учитываю {turns} {turns_word}."
 LAST_TURNS_WORD = ("последнюю реплику", "последние реплики", "последних реплик")
+# A group's reply chance (REPLY_CHANCE): how often the bot answers what nobody said to it.
+SETTINGS_REPLY_CHANCE = "\nОтвечаю без обращения: {chance}"
+REPLY_CHANCE_SHARE = "на {percent} % сообщений"
+REPLY_CHANCE_NEVER = "нет, только когда зовут"
+REPLY_CHANCE_BUTTON = "{percent} %"
+PRIVACY_MODE_ON = (
+    "\n\n⚠️ Сейчас Telegram показывает мне только обращения ко мне, поэтому сам я в разговор не вступлю. "
+    "Отключи мне режим приватности: @BotFather → /setprivacy → выбери меня → Disable, потом удали меня из "
+    "группы и добавь снова. Или сделай меня администратором группы."
+)
 ADMINS_ONLY = "Менять настройки группы могут только её администраторы."
 ADMIN_ONLY_COMMAND = "Эта команда только для администратора бота."
 
@@ -78,6 +89,7 @@ STATS = (
     "Модель: {model}\n"
     "Чатов обслужено: {chats}\n"
     "Ответов сегодня: {replies}\n"
+    "Ответов без обращения: {unprompted}, пропущено из-за нагрузки: {unprompted_skipped}\n"
     "Время ответа: {latency}\n"
     "Очередь: {queue}\n"
     "Ошибок с запуска: {errors}\n"
