@@ -147,6 +147,8 @@ CONSOLE_HELP = (
     "Команды:\n"
     "/start или /reset — забыть историю и начать заново\n"
     "/context N — сколько последних реплик я учитываю (1–10)\n"
+    "/toast праздник — тост, например: /toast День космонавтики\n"
+    "/horoscope знак — гороскоп на сегодня, например: /horoscope лев\n"
     "/help — эта справка\n"
     "/exit — выход (или Ctrl+D)\n"
     "Всё остальное — реплика в разговоре."
@@ -155,6 +157,8 @@ CONSOLE_PROMPT = "ты> "
 CONSOLE_REPLY = "бот> {text}"
 CONSOLE_EMPTY_LINE = "Пустая строка. Напиши что-нибудь, /help — команды."
 CONSOLE_UNKNOWN_COMMAND = "В консоли такой команды нет. Список команд — /help"
+CONSOLE_TOAST_USAGE = "Напиши праздник после команды, например: /toast День рождения. Любой, не только эти: {holidays}."
+CONSOLE_NOTHING_COMPOSED = "Что-то не сочиняется… Повтори команду, попробую снова."
 
 
 def plural(count: int, forms: tuple[str, str, str]) -> str:
