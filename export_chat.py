@@ -57,7 +57,10 @@ def _fold(name: str) -> str:
 
 
 def _labels(authors: Sequence[Author]) -> str:
-    return ", ".join(f"{author.label}: {author.messages} messages" for author in authors[:_NAMED])
+    """``user1 (Аня): 12 messages, user2 (Боря): 1 message`` for the first few authors."""
+    return ", ".join(
+        f"{author.label}: {author.messages} message{'s' * (author.messages != 1)}" for author in authors[:_NAMED]
+    )
 
 
 def _suggestions(wanted: str, authors: Sequence[Author]) -> str:

@@ -296,7 +296,7 @@ def run_main(tmp_path: Path, capsys: pytest.CaptureFixture, *args: str) -> tuple
 @pytest.mark.parametrize(
     ("who", "expected"),
     [
-        ("саша", "--author саша: 2 authors have that name (user4 (Саша): 1 messages, user5 (саша): 1 messages): pass"),
+        ("саша", "--author саша: 2 authors have that name (user4 (Саша): 1 message, user5 (саша): 1 message): pass"),
         ("Вики", "--author Вики: nobody of that name or id in these exports; did you mean user3 (Вика)?"),
         ("user33", "--author user33: nobody of that name or id in these exports; did you mean user3 (Вика)?"),
         ("Зоя", "--author Зоя: nobody of that name or id in these exports; --list-authors lists who wrote in them"),
