@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 
 from aiogram import Bot, Dispatcher
@@ -54,9 +55,16 @@ def create_bot(settings: Settings, session: BaseSession | None = None) -> Bot:
 
 
 def create_dispatcher(
-    generator: ReplyGenerator, store: ChatStore, admins: AdminNotifier, settings: Settings
+    generator: ReplyGenerator,
+    store: ChatStore,
+    admins: AdminNotifier,
+    settings: Settings,
+    dice: random.Random | None = None,
 ) -> Dispatcher:
-    """A Dispatcher with the bot's router, the inbox, the allow-list and their dependencies in the workflow data."""
+    """A Dispatcher with the bot's router, the inbox, the allow-list and their dependencies in the workflow data.
+
+    ``dice`` decides which group messages nobody addressed get an answer (REPLY_CHANCE); tests seed it.
+    """
     subscriptions = Subscriptions(store.connection)
     stats = BotStats(
         model_summary=describe_models(generator),
@@ -76,6 +84,7 @@ def create_dispatcher(
         subscriptions=subscriptions,
         feedback=feedback,
         composer=composer,
+        dice=dice or random.Random(),
     )
     dispatcher.update.outer_middleware(KeepUntilAnswered(inbox))
     allow_list = AllowList(settings.allowed_users, settings.allowed_chats)
@@ -92,6 +101,17 @@ async def register_commands(bot: Bot) -> None:
         await bot.set_my_commands(commands)
     except TelegramAPIError as error:
         logger.warning("could not register the command menu: %s", error)
+
+
+async def warn_if_deaf(bot: Bot, settings: Settings) -> None:
+    """Log how to let the bot see a group's talk when REPLY_CHANCE is set but privacy mode hides that talk."""
+    if settings.reply_chance and not (await bot.me()).can_read_all_group_messages:
+        logger.warning(
+            "REPLY_CHANCE=%g, but the bot's privacy mode is on: it sees only what is addressed to it in groups "
+            "(unless it is an admin there). @BotFather -> /setprivacy -> this bot -> Disable, then add it to "
+            "each group again",
+            settings.reply_chance,
+        )
 
 
 async def housekeeping(store: ChatStore, inbox: Inbox, feedback: FeedbackStore, ttl_days: float) -> None:
@@ -121,6 +141,7 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
 
     async def on_startup(inbox: Inbox, stats: BotStats, subscriptions: Subscriptions, feedback: FeedbackStore) -> None:
         await register_commands(bot)
+        await warn_if_deaf(bot, settings)
         # Before the first getUpdates: what a crash left is answered before anything new.
         stats.recovered = await recover(
             inbox,

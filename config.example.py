@@ -22,6 +22,11 @@ ALLOWED_CHATS = ""
 # In groups the bot answers when @mentioned, when replied to, or when a message starts with this
 # word (any case, punctuation after it allowed), e.g. "Тимоха". Empty: mentions and replies only.
 TRIGGER_WORD = ""
+# In a group, answer a message nobody addressed to the bot with this probability (0 to 1, e.g. 0.1 for about
+# one message in ten), as a reply to it; a group's administrators can choose their own in /settings. Above 0
+# the group's messages are kept as the context of later answers. Never in private chats, nor for other bots'
+# messages, commands or media. The bot sees such messages only when its privacy mode is off (see the README).
+REPLY_CHANCE = 0
 # Base URL of a Bot API server, e.g. a self-hosted one (http://127.0.0.1:8081). Empty: Telegram's.
 TELEGRAM_API_BASE = ""
 # Webhook mode: the public https:// address Telegram posts updates to (a reverse proxy in front of the

@@ -1,4 +1,4 @@
-"""A terminal chat with the same generator the bot uses, for trying a model without Telegram."""
+"""A terminal chat with the generator the bot uses, to try a model (chat, toasts, horoscopes) without Telegram."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Awaitable
+from dataclasses import replace
 
 import texts
 from errors import BusyError, EmptyMessageError, ReplyTimeoutError
 from generator import ReplyGenerator
 from inference.dialogue import MAX_CONTEXT_TURNS, parse_context_turns
-from store import ChatPreferences, ChatStore
+from inference.modes import HOLIDAYS, HOROSCOPE, MAX_HOLIDAY_NAME, TOAST, parse_sign, sign_list
+from store import ChatStore
 
 CONSOLE_CHAT_ID = 0
 CONSOLE_AUTHOR = "console"
@@ -45,9 +48,10 @@ def _read_line(interactive: bool) -> str | None:
     return line.removesuffix("\n") if line else None
 
 
-def _command_answer(line: str, generator: ReplyGenerator, store: ChatStore) -> str:
+async def _command_answer(line: str, generator: ReplyGenerator, store: ChatStore) -> str:
     """The answer to a console command (a line starting with /)."""
     name, _, argument = line.partition(" ")
+    argument = argument.strip()
     if name == "/help":
         return texts.CONSOLE_HELP
     if name in ("/start", "/reset"):
@@ -57,24 +61,45 @@ def _command_answer(line: str, generator: ReplyGenerator, store: ChatStore) -> s
         turns = parse_context_turns(argument)
         if turns is None:
             return texts.CONTEXT_RANGE.format(maximum=MAX_CONTEXT_TURNS)
-        style = store.preferences(CONSOLE_CHAT_ID).style
-        store.set_preferences(CONSOLE_CHAT_ID, ChatPreferences(turns, style))
+        store.set_preferences(CONSOLE_CHAT_ID, replace(store.preferences(CONSOLE_CHAT_ID), context_turns=turns))
         return texts.CONTEXT_SET.format(turns=turns, turns_word=texts.plural(turns, texts.LAST_TURNS_WORD))
+    if name == "/toast":
+        if not argument:
+            return texts.CONSOLE_TOAST_USAGE.format(holidays=", ".join(HOLIDAYS.values()))
+        holiday = argument[:MAX_HOLIDAY_NAME]
+        return await _composed(generator, TOAST, holiday, texts.TOAST_TITLE.format(topic=holiday))
+    if name in ("/horoscope", "/generate"):
+        sign = parse_sign(argument)
+        if sign is None:
+            return texts.UNKNOWN_SIGN.format(signs=sign_list())
+        title = texts.HOROSCOPE_TITLE.format(symbol=sign.symbol, name=sign.name)
+        return await _composed(generator, HOROSCOPE, sign.name, title)
     return texts.CONSOLE_UNKNOWN_COMMAND
 
 
+async def _composed(generator: ReplyGenerator, task: str, topic: str, title: str) -> str:
+    """A toast or horoscope as the console shows it: titled, like the bot's; not a turn of the dialogue."""
+    composed = await generator.compose(task, topic)
+    return texts.CONSOLE_REPLY.format(text=f"{title}\n{composed.text or texts.CONSOLE_NOTHING_COMPOSED}")
+
+
 async def _reply(generator: ReplyGenerator, line: str) -> str:
-    """The model's reply to a line, or what the bot says instead."""
-    try:
-        reply = await generator.reply(CONSOLE_CHAT_ID, line, CONSOLE_AUTHOR)
-    except EmptyMessageError:
-        return texts.EMPTY_TEXT
-    except ReplyTimeoutError:
-        return texts.TIMEOUT
-    except BusyError:
-        return texts.BUSY
+    """The model's reply to a line (the fallback phrase when it had none), kept in the dialogue."""
+    reply = await generator.reply(CONSOLE_CHAT_ID, line, CONSOLE_AUTHOR)
     generator.remember(CONSOLE_CHAT_ID, reply)
-    return reply.text or texts.FALLBACK_REPLY
+    return texts.CONSOLE_REPLY.format(text=reply.text or texts.FALLBACK_REPLY)
+
+
+async def _or_apology(answer: Awaitable[str]) -> str:
+    """The answer, or what the bot says instead when it can't generate one."""
+    try:
+        return await answer
+    except EmptyMessageError:
+        return texts.CONSOLE_REPLY.format(text=texts.EMPTY_TEXT)
+    except ReplyTimeoutError:
+        return texts.CONSOLE_REPLY.format(text=texts.TIMEOUT)
+    except BusyError:
+        return texts.CONSOLE_REPLY.format(text=texts.BUSY)
 
 
 def run_console(generator: ReplyGenerator, store: ChatStore) -> int:
@@ -93,9 +118,9 @@ def run_console(generator: ReplyGenerator, store: ChatStore) -> int:
                 if not text:
                     _write(texts.CONSOLE_EMPTY_LINE)
                 elif text.startswith("/"):
-                    _write(_command_answer(text, generator, store))
+                    _write(runner.run(_or_apology(_command_answer(text, generator, store))))
                 else:
-                    _write(texts.CONSOLE_REPLY.format(text=runner.run(_reply(generator, line))))
+                    _write(runner.run(_or_apology(_reply(generator, line))))
         except KeyboardInterrupt:
             # One Ctrl+C ends the chat; a second one must not break the clean-up (a generation still finishing).
             signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,257 +1,165 @@
-"""Turn a Telegram Desktop chat export (result.json) into a CSV of dialogue windows for train.py.
+"""Turn Telegram Desktop exports (result.json) into a CSV of dialogue windows for train.py.
 
-    python export_chat.py result.json chat.csv
+    python export_chat.py EXPORT... OUT.csv [--author WHO]
+    python export_chat.py EXPORT... --list-authors
 
-Each row is a reply and up to three turns before it (columns context_3,context_2,context_1,response).
-Consecutive messages of one author make one turn; a message that replies to an earlier one continues
-that thread instead of the chronological one. Service messages and empty texts (stickers, media
-without a caption) are skipped; rows with links and duplicate rows are dropped. A forwarded message
-is someone else's words, not its forwarder's: it is left out like a lost turn, so nothing answers it
-and it answers nothing. A turn longer than 4,096 characters (one Telegram message) keeps its last
-4,096 from a word's start, as train.py keeps the newest tokens of a long context.
+An export is one chat's result.json or a whole account's (its chats under chats.list); every chat of
+every export is read, and a window never spans two chats. Each row is a reply and up to three turns
+before it (columns context_3,context_2,context_1,response). ``--author WHO`` keeps only the rows whose
+reply WHO wrote, so a model learns to answer as WHO; the turns before it may be anyone's. WHO is an id as
+the export writes it (``from_id``: user123456), a display name in any case, or ``me`` (the owner of a
+whole account's export). ``--list-authors`` prints who wrote how many text messages, and writes nothing.
+
+How the windows are made (training/telegram_export.py): consecutive messages of one author make one
+turn; a message that replies to an earlier one continues that thread instead of the chronological one.
+Service messages and empty texts (stickers, media without a caption) are skipped; rows with links and
+duplicate rows are dropped. A forwarded message is someone else's words, not its forwarder's: it is left
+out like a lost turn, so nothing answers it and it answers nothing. A turn longer than 4,096 characters
+(one Telegram message) keeps its last 4,096 from a word's start, as train.py keeps the newest tokens of a
+long context.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
+import difflib
 import logging
-import re
 import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from training.formats import COLUMNS, MAX_TURN_CHARS
+from training.telegram_export import (
+    Author,
+    Export,
+    ExportError,
+    ExportStats,
+    Row,
+    build_turns,
+    read_export,
+    tally_authors,
+    windows,
+)
 
 logger = logging.getLogger("export_chat")
 
-CONTEXT_TURNS = 3
-_LINK = re.compile(r"https?://|www\.|\bt\.me/|\btelegram\.me/", re.IGNORECASE)
-_LINK_ENTITIES = {"link", "text_link"}
+# What --author takes for the owner of a whole account's export.
+ME = "me"
+# Authors named at most in a message that suggests whom to pass.
+_NAMED = 5
+_EXPORT_ACCOUNT = "Telegram Desktop: Settings → Advanced → Export Telegram data, JSON"
 
 
-class ExportError(ValueError):
-    """The export is unreadable or not shaped like a Telegram Desktop export; the message says where."""
+def _fold(name: str) -> str:
+    """A name as --author compares it: any case, any run of spaces."""
+    return " ".join(name.split()).casefold()
 
 
-@dataclass(frozen=True)
-class Message:
-    """A text message of the export, reduced to what the windows need."""
-
-    id: int
-    author: str
-    text: str
-    reply_to: int | None = None
-    has_link: bool = False
-    forwarded: bool = False
+def _labels(authors: Sequence[Author]) -> str:
+    """``user1 (Аня): 12 messages, user2 (Боря): 1 message`` for the first few authors."""
+    return ", ".join(
+        f"{author.label}: {author.messages} message{'s' * (author.messages != 1)}" for author in authors[:_NAMED]
+    )
 
 
-@dataclass
-class _Turn:
-    author: str
-    texts: list[str]
-    parent: int | None
-    has_link: bool
-
-    @property
-    def long(self) -> bool:
-        return len(" ".join(self.texts)) > MAX_TURN_CHARS
-
-    @property
-    def text(self) -> str:
-        """The turn's messages as one line, its last MAX_TURN_CHARS from a word's start when longer."""
-        joined = " ".join(self.texts)
-        if len(joined) <= MAX_TURN_CHARS:
-            return joined
-        tail = joined[-MAX_TURN_CHARS:]
-        return tail[tail.find(" ") + 1 :]  # from the start of a word (all of it when one word fills it)
+def _suggestions(wanted: str, authors: Sequence[Author]) -> str:
+    """``; did you mean …?`` with the authors whose names or ids come closest to ``wanted``, or where to look."""
+    keys = {author.id.casefold(): author for author in authors}
+    keys.update({_fold(name): author for author in authors for name in author.names})
+    scores = {key: difflib.SequenceMatcher(None, wanted, key).ratio() for key in keys}
+    best = max(scores.values(), default=0.0)
+    # The near-best only: "user33" is as close to user1 as to user2, and closer to user3.
+    close = sorted((key for key, score in scores.items() if score >= max(0.6, best - 0.1)), key=scores.__getitem__)
+    found = {keys[key].id: keys[key] for key in reversed(close)}  # the closest first, each author once
+    if not found:
+        return "; --list-authors lists who wrote in them"
+    return f"; did you mean {' or '.join(author.label for author in list(found.values())[:_NAMED])}?"
 
 
-@dataclass
-class ExportStats:
-    """Counts of what the export held and what was kept."""
-
-    messages: int = 0
-    service: int = 0
-    empty: int = 0
-    forwarded: int = 0
-    long_turns: int = 0
-    rows: int = 0
-    without_context: int = 0
-    with_links: int = 0
-    duplicates: int = 0
-    chats: int = 0
+def _owner(exports: Sequence[Export], authors: Sequence[Author]) -> Author:
+    """The author ``me`` stands for: the owner of the whole account's export among ``exports``."""
+    owners = sorted({export.owner for export in exports if export.owner})
+    if not owners:
+        writers = _labels([author for author in authors if author.messages]) or "an id or a name"
+        raise ExportError(
+            f"'{ME}' needs the whole account's export ({_EXPORT_ACCOUNT}), which says whose account it is; "
+            f"with one chat's export pass your id or name instead: {writers}"
+        )
+    if len(owners) > 1:
+        raise ExportError(f"these exports are of {len(owners)} accounts ({', '.join(owners)}): pass one of the ids")
+    return next((author for author in authors if author.id == owners[0]), Author(owners[0]))
 
 
-def _text(value: object, where: str) -> tuple[str, bool]:
-    """A message's ``text`` (a string, or a list of strings and entities) as one line, and whether it links."""
-    if isinstance(value, str):
-        parts: Iterable[object] = [value]
-    elif isinstance(value, list):
-        parts = value
-    else:
-        raise ExportError(f"{where}: 'text' is neither a string nor a list")
-    pieces = []
-    has_link = False
-    for part in parts:
-        if isinstance(part, str):
-            pieces.append(part)
-        elif isinstance(part, dict) and isinstance(part.get("text", ""), str):
-            pieces.append(part.get("text", ""))
-            has_link = has_link or part.get("type") in _LINK_ENTITIES
-        else:
-            raise ExportError(f"{where}: a part of 'text' is neither a string nor an entity with a text")
-    text = " ".join("".join(pieces).split())
-    return text, has_link or bool(_LINK.search(text))
+def _named(wanted: str, authors: Sequence[Author]) -> Author:
+    """The author whose id (or its digits) or one of whose display names is ``wanted`` (casefolded)."""
+    by_id = {author.id.casefold(): author for author in authors}
+    found = by_id.get(wanted) or by_id.get(f"user{wanted}" if wanted.isdigit() else "")
+    if found is not None:
+        return found
+    named = [author for author in authors if wanted in {_fold(name) for name in author.names}]
+    if len(named) > 1:
+        raise ExportError(f"{len(named)} authors have that name ({_labels(named)}): pass an id")
+    if not named:
+        raise ExportError(f"nobody of that name or id in these exports{_suggestions(wanted, authors)}")
+    return named[0]
 
 
-def _optional_int(message: dict, key: str, where: str) -> int | None:
-    value = message.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ExportError(f"{where}: '{key}' is not a number")
-    return value
+def resolve_author(who: str, exports: Sequence[Export], authors: Sequence[Author]) -> Author:
+    """The author WHO names: an id (``user123456``, or its digits), a display name in any case, or ``me``.
 
-
-def parse_messages(raw: object, where: str, stats: ExportStats) -> Iterator[Message]:
-    """The chat's messages in order, without service ones; empty texts (stickers, media) stay, to mark gaps."""
-    if not isinstance(raw, list):
-        raise ExportError(f"{where}: 'messages' is not a list")
-    for index, message in enumerate(raw):
-        at = f"{where}[{index}]"
-        if not isinstance(message, dict):
-            raise ExportError(f"{at}: not an object")
-        stats.messages += 1
-        if message.get("type", "message") != "message":
-            stats.service += 1
-            continue
-        message_id = _optional_int(message, "id", at)
-        if message_id is None:
-            raise ExportError(f"{at}: no 'id'")
-        at = f"{at} (id {message_id})"
-        text, has_link = _text(message.get("text", ""), at)
-        forwarded = "forwarded_from" in message
-        if forwarded:
-            stats.forwarded += 1
-        elif not text:
-            stats.empty += 1
-        author = message.get("from_id") or message.get("from") or ""
-        reply_to = _optional_int(message, "reply_to_message_id", at)
-        yield Message(message_id, str(author), text, reply_to, has_link, forwarded)
-
-
-def build_turns(messages: Iterable[Message]) -> list[_Turn]:
-    """Merge consecutive messages of one author into turns, each linked to the turn it answers.
-
-    A turn answers the turn its first message replies to (when that is another author's), else the
-    turn just before it. Empty messages are skipped, but one from another author is a turn we lost:
-    the next turn, unless it is a reply, answers nothing. A forwarded message is always such a lost
-    turn, whoever forwarded it.
+    Raises ExportError for a name two ids share, a WHO nobody matches (with the closest names), and an
+    author without text messages.
     """
-    turns: list[_Turn] = []
-    turn_of: dict[int, int] = {}
-    gap = False
-    for message in messages:
-        if message.forwarded:
-            gap = True
-            continue
-        if not message.text:
-            if turns and turns[-1].author != message.author:
-                gap = True
-            continue
-        target = turn_of.get(message.reply_to) if message.reply_to is not None else None
-        if target is not None and turns[target].author == message.author:
-            target = None  # a reply to oneself answers nobody: follow the chronological thread
-        last = len(turns) - 1
-        replies_elsewhere = target is not None and target != last
-        if turns and not gap and turns[last].author == message.author and not replies_elsewhere:
-            turn = turns[last]
-            turn.texts.append(message.text)
-            turn.has_link = turn.has_link or message.has_link
-        else:
-            if target is not None:
-                parent = target
-            elif message.reply_to is not None and message.reply_to not in turn_of:
-                parent = None  # it replies to something dropped or not in the export: context unknown
-            elif turns and not gap and turns[last].author != message.author:
-                parent = last
-            else:
-                parent = None
-            turns.append(_Turn(message.author, [message.text], parent, message.has_link))
-        turn_of[message.id] = len(turns) - 1
-        gap = False
-    return turns
-
-
-def windows(turns: list[_Turn], stats: ExportStats) -> Iterator[tuple[str, str, str, str]]:
-    """Rows (context_3, context_2, context_1, response) of the turns that answer another turn."""
-    for turn in turns:
-        chain = []
-        parent = turn.parent
-        while parent is not None and len(chain) < CONTEXT_TURNS:
-            chain.append(turns[parent])
-            parent = turns[parent].parent
-        if not chain:
-            stats.without_context += 1
-            continue
-        if turn.has_link or any(t.has_link for t in chain):
-            stats.with_links += 1
-            continue
-        context = [t.text for t in reversed(chain)]
-        yield (*[""] * (CONTEXT_TURNS - len(context)), *context, turn.text)
-
-
-def _chats(data: object, path: Path) -> list[tuple[str, object]]:
-    """(where, messages) of each chat: a single-chat export, or every chat of a full-account export."""
-    if isinstance(data, dict) and "messages" in data:
-        return [(f"{path}: messages", data["messages"])]
-    chats = data.get("chats") if isinstance(data, dict) else None
-    chat_list = chats.get("list") if isinstance(chats, dict) else None
-    if not isinstance(chat_list, list):
-        raise ExportError(f"{path}: no 'messages' list: is this a Telegram Desktop JSON export (result.json)?")
-    found = []
-    for index, chat in enumerate(chat_list):
-        if not isinstance(chat, dict) or "messages" not in chat:
-            raise ExportError(f"{path}: chats.list[{index}] has no 'messages'")
-        found.append((f"{path}: chats.list[{index}].messages", chat["messages"]))
+    wanted = _fold(who)
+    try:
+        found = _owner(exports, authors) if wanted == ME else _named(wanted, authors)
+    except ExportError as error:
+        raise ExportError(f"--author {who}: {error}") from None
+    if not found.messages:
+        raise ExportError(f"--author {who}: {found.label} has no text messages in these exports")
     return found
 
 
-def export(result_json: Path, out_csv: Path) -> ExportStats:
-    """Read a Telegram Desktop export and write its dialogue windows as CSV; returns the counts."""
-    out, source = Path(out_csv), Path(result_json)
-    if out.resolve() == source.resolve() or (out.exists() and source.exists() and out.samefile(source)):
-        raise ExportError(f"{out_csv}: that is the export itself: name another file for the CSV")
-    try:
-        data = json.loads(Path(result_json).read_text(encoding="utf-8-sig"))
-    except OSError as error:
-        raise ExportError(f"{result_json}: cannot read: {error.strerror or error}") from None
-    except UnicodeDecodeError as error:
-        raise ExportError(f"{result_json}: not UTF-8 text (bad byte at offset {error.start})") from None
-    except json.JSONDecodeError as error:
-        raise ExportError(f"{result_json}: not JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
+def _check_output(exports: Sequence[Path], out: Path) -> None:
+    for source in exports:
+        if out.resolve() == source.resolve() or (out.exists() and source.exists() and out.samefile(source)):
+            raise ExportError(f"{out}: that is the export itself: name another file for the CSV")
+
+
+def export(exports: Sequence[Path], out_csv: Path, author: str | None = None) -> ExportStats:
+    """Read Telegram Desktop exports and write their dialogue windows as CSV; returns the counts.
+
+    With ``author`` only the windows that author answers are written (see resolve_author for what it takes).
+    """
+    out = Path(out_csv)
+    _check_output([Path(path) for path in exports], out)
     stats = ExportStats()
-    rows: dict[tuple[str, str, str, str], None] = {}
-    for where, messages in _chats(data, Path(result_json)):
-        stats.chats += 1
-        turns = build_turns(parse_messages(messages, where, stats))
+    read = [read_export(Path(path), stats) for path in exports]
+    who = resolve_author(author, read, tally_authors(read)) if author is not None else None
+    rows: dict[Row, None] = {}
+    for chat in (chat for each in read for chat in each.chats):
+        turns = build_turns(chat)
         stats.long_turns += sum(turn.long for turn in turns)
-        for row in windows(turns, stats):
+        for row in windows(turns, stats, who.id if who else None):
             if row in rows:
                 stats.duplicates += 1
             rows[row] = None
+    named = ", ".join(map(str, exports))
     if not rows:
+        if not stats.messages:
+            raise ExportError(f"{named}: no messages in the export")
+        if who is not None:
+            raise ExportError(
+                f"{named}: no dialogue to write for {who.label}: none of their {who.messages} text messages answers "
+                "another author's text message (without links)"
+            )
         raise ExportError(
-            f"{result_json}: no messages in the export"
-            if not stats.messages
-            else f"{result_json}: no dialogue to write: none of its {stats.messages} messages answers another "
-            f"author's text message (without links)"
+            f"{named}: no dialogue to write: none of its {stats.messages} messages answers another author's "
+            "text message (without links)"
         )
     try:
-        with Path(out_csv).open("w", encoding="utf-8", newline="") as file:
+        with out.open("w", encoding="utf-8", newline="") as file:
             writer = csv.writer(file)
             writer.writerow(COLUMNS)
             writer.writerows(rows)
@@ -261,21 +169,64 @@ def export(result_json: Path, out_csv: Path) -> ExportStats:
     return stats
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Export and log what was kept and dropped; returns the exit status."""
-    parser = argparse.ArgumentParser(description="Telegram Desktop export (result.json) to a CSV for train.py")
-    parser.add_argument("result_json", type=Path, help="the export (Telegram Desktop: Export chat history, JSON)")
-    parser.add_argument("out_csv", type=Path, help="the CSV to write (context_3,context_2,context_1,response)")
+def _print_authors(authors: Sequence[Author], exports: Sequence[Export]) -> None:
+    width = max(len("id"), *(len(author.id) for author in authors)) if authors else 2
+    lines = [f"{'id':<{width}}  {'messages':>8}  name"]
+    lines += [f"{author.id:<{width}}  {author.messages:>8}  {author.latest_name}" for author in authors]
+    owners = sorted({export.owner for export in exports if export.owner})
+    if len(owners) == 1:
+        lines.append(f"--author {ME} is {owners[0]}, the owner of the account's export")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Telegram Desktop exports (result.json) to a CSV of dialogue windows for train.py",
+        usage="%(prog)s EXPORT [EXPORT ...] OUT.csv [--author WHO]\n       %(prog)s EXPORT [EXPORT ...] --list-authors",
+    )
+    parser.add_argument(
+        "files",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="the exports (one chat's or a whole account's result.json), then the CSV to write "
+        "(context_3,context_2,context_1,response)",
+    )
+    parser.add_argument(
+        "--author",
+        metavar="WHO",
+        help="keep only the rows WHO answers: an id (from_id, e.g. user123456), a display name in any case, or "
+        "'me' (the owner of a whole account's export); the turns before may be anyone's",
+    )
+    parser.add_argument(
+        "--list-authors", action="store_true", help="list each author's id, text messages and name; write nothing"
+    )
     args = parser.parse_args(argv)
+    if args.list_authors and args.author is not None:
+        parser.error("--list-authors writes nothing: leave out --author")
+    if not args.list_authors:
+        if len(args.files) < 2:
+            parser.error("name the CSV to write after the export(s), or pass --list-authors")
+        args.out_csv = args.files.pop()
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Export (or list the authors) and log what was kept and dropped; returns the exit status."""
+    args = _parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
-        stats = export(args.result_json, args.out_csv)
+        if args.list_authors:
+            exports = [read_export(path, ExportStats()) for path in args.files]
+            _print_authors(tally_authors(exports), exports)
+            return 0
+        stats = export(args.files, args.out_csv, args.author)
     except ExportError as error:
         sys.stderr.write(f"export_chat.py: {error}\n")
         return 2
     logger.info(
         "%d messages in %d chat(s): %d service, %d empty and %d forwarded skipped; %d turns cut to their last %d "
-        "characters; wrote %d rows to %s (dropped %d without context, %d with links, %d duplicates)",
+        "characters; wrote %d rows to %s (dropped %d without context, %d with links, %d duplicates%s)",
         stats.messages,
         stats.chats,
         stats.service,
@@ -288,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         stats.without_context,
         stats.with_links,
         stats.duplicates,
+        f", {stats.other_authors} answered by other authors" if args.author is not None else "",
     )
     return 0
 

@@ -213,6 +213,12 @@ class ReplyGenerator:
         if reply.turns:
             self._store.add_turns(chat_id, list(reply.turns))
 
+    def overhear(self, chat_id: int, text: str, author: str) -> None:
+        """Keep a group's message the bot did not answer as a turn of its history, cleaned as a prompt's turn is."""
+        clean = self.model.clean_user_text(text)
+        if clean:
+            self._store.add_turns(chat_id, [Turn(author, clean)])
+
     async def compose(self, task: str, topic: str, *, background: bool = False) -> ChatReply:
         """A toast or horoscope about ``topic`` (a holiday, a sign); its text is "" when the model had none.
 

@@ -6,6 +6,7 @@ Nothing here imports torch: the generator arrives through the dispatcher's workf
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 from typing import Protocol
@@ -18,7 +19,7 @@ from aiogram.types import ErrorEvent, Message
 from aiogram.utils.chat_action import ChatActionSender
 
 import texts
-from bot.access import AddressedToBot, is_private
+from bot.access import AddressedToBot, JoinsIn, expects_answer, is_private
 from bot.commands import create_commands_router
 from bot.daily import create_daily_router
 from bot.feedback import OFF, create_feedback_router, with_votes
@@ -44,6 +45,10 @@ class Replier(Protocol):
 
     def remember(self, chat_id: int, reply: ChatReply) -> None:
         """Add a delivered reply to the chat's history."""
+        ...
+
+    def overhear(self, chat_id: int, text: str, author: str) -> None:
+        """Keep a message the bot did not answer as a turn of the chat's history."""
         ...
 
     def forget(self, chat_id: int) -> None: ...
@@ -75,6 +80,38 @@ async def unknown_command(message: Message, command: CommandObject, bot: Bot) ->
         await send_plain(message, texts.UNKNOWN_COMMAND)
 
 
+def _author(message: Message) -> str:
+    """Who said a message, as the history keeps it: the sender's user id (the chat's, when it has no sender)."""
+    return str(message.from_user.id) if message.from_user else str(message.chat.id)
+
+
+async def respond(
+    message: Message,
+    prompt: str,
+    bot: Bot,
+    generator: Replier,
+    stats: BotStats,
+    settings: Settings,
+    feedback: FeedbackStore,
+    *,
+    fallback: str | None = texts.FALLBACK_REPLY,
+) -> bool:
+    """Answer with the model's reply to ``prompt``, showing "typing…" while it is generated; True once sent.
+
+    When the model has nothing to say, ``fallback`` is said instead; with None nothing is sent (False).
+    """
+    started = time.monotonic()
+    async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
+        reply = await generator.reply(message.chat.id, prompt, _author(message))
+    if not reply.text and fallback is None:
+        return False
+    votes = with_votes(feedback, message.chat.id, reply) if reply.text and settings.feedback != OFF else None
+    await send_plain(message, reply.text or fallback, reply_markup=votes)
+    generator.remember(message.chat.id, reply)
+    stats.record_reply(message.chat.id, time.monotonic() - started)
+    return True
+
+
 async def chat(
     message: Message,
     prompt: str,
@@ -85,14 +122,38 @@ async def chat(
     feedback: FeedbackStore,
 ) -> None:
     """Answer free text with the model's reply, showing "typing…" while it is generated."""
-    started = time.monotonic()
-    author = str(message.from_user.id) if message.from_user else str(message.chat.id)
-    async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
-        reply = await generator.reply(message.chat.id, prompt, author)
-    votes = with_votes(feedback, message.chat.id, reply) if reply.text and settings.feedback != OFF else None
-    await send_plain(message, reply.text or texts.FALLBACK_REPLY, reply_markup=votes)
-    generator.remember(message.chat.id, reply)
-    stats.record_reply(message.chat.id, time.monotonic() - started)
+    await respond(message, prompt, bot, generator, stats, settings, feedback)
+
+
+async def join_in(
+    message: Message,
+    reply_chance: float,
+    dice: random.Random,
+    bot: Bot,
+    generator: Replier,
+    stats: BotStats,
+    settings: Settings,
+    feedback: FeedbackStore,
+) -> None:
+    """A group's message nobody addressed to the bot: answered (as a reply) with the group's chance, else kept.
+
+    Nobody asked for this answer, so nothing is said when none comes: with the pool busy (counted in /stats),
+    past the time limit, or when the model has nothing to say, the message is kept as a turn of the
+    group's history like the ones not chosen, so a later prompt still holds what was said.
+    """
+    text = message.text or ""
+    if dice.random() < reply_chance:
+        try:
+            if await respond(message, text, bot, generator, stats, settings, feedback, fallback=None):
+                stats.record_unprompted()
+                return
+        except BusyError:
+            stats.record_unprompted_skipped()
+        except ReplyTimeoutError as error:
+            logger.warning("%s; it was an unprompted answer, so nothing is said", error)
+        except EmptyMessageError:
+            return  # nothing readable to keep either
+    generator.overhear(message.chat.id, text, _author(message))
 
 
 async def not_text(message: Message) -> None:
@@ -126,11 +187,14 @@ async def on_blocked(event: ErrorEvent) -> None:
     logger.info("not delivered: %s", event.exception)
 
 
-async def on_error(event: ErrorEvent, admins: AdminNotifier, stats: BotStats) -> None:
-    """Apologise to the user, log the traceback and alert the admins (rate-limited)."""
+async def on_error(event: ErrorEvent, admins: AdminNotifier, stats: BotStats, bot: Bot, settings: Settings) -> None:
+    """Log the traceback, alert the admins (rate-limited) and apologise, unless nobody asked the bot anything."""
     stats.record_error()
     logger.error("error while handling update %s", event.update.update_id, exc_info=event.exception)
     await admins.alert(f"{type(event.exception).__name__}: {event.exception}")
+    message = event.update.message
+    if message is not None and not await expects_answer(message, bot, settings.trigger_word):
+        return  # an unprompted answer to a group's talk failed: an apology would answer what nobody said to the bot
     await _answer_update(event, texts.ERROR)
 
 
@@ -168,7 +232,8 @@ def create_router(chat_queue_limit: int) -> Router:
     chat_router.message.middleware(order)
     chat_router.message.register(unknown_command, Command(re.compile(r"^\w+$"), ignore_mention=True))
     chat_router.message.register(chat, F.text, AddressedToBot())
-    # In groups only what is addressed to the bot gets an answer; the rest of the group's talk is not ours.
+    # The rest of a group's talk: kept and now and then answered where the group's reply chance allows.
+    chat_router.message.register(join_in, F.text, JoinsIn())
     chat_router.message.register(not_text, ~F.text, F.chat.type == ChatType.PRIVATE)
     router.include_router(chat_router)
 

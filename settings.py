@@ -49,6 +49,7 @@ class Settings:
     allowed_users: tuple[int, ...] = ()
     allowed_chats: tuple[int, ...] = ()
     trigger_word: str = ""
+    reply_chance: float = 0.0
     telegram_api_base: str = ""
     webhook_url: str = ""
     webhook_secret: str = ""
@@ -111,6 +112,10 @@ class Settings:
         """A chat's context turns and reply style: its own choice, else (or if the style is gone) these settings'."""
         style = preferences.style if preferences.style in STYLES else self.reply_style
         return preferences.context_turns or self.context_turns, style
+
+    def reply_chance_for(self, preferences: ChatPreferences) -> float:
+        """How likely the bot answers a group message not addressed to it: the group's choice, else REPLY_CHANCE."""
+        return self.reply_chance if preferences.reply_chance is None else preferences.reply_chance
 
 
 def _int(value: str) -> int:
@@ -178,6 +183,7 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     "allowed_users": (_int_list, "a user id or a comma-separated list of ids", lambda v: True),
     "allowed_chats": (_int_list, "a chat id or a comma-separated list of ids", lambda v: True),
     "trigger_word": (_strip, "one word such as Тимоха", lambda v: v == "" or v.split() == [v]),
+    "reply_chance": (float, "a number from 0 to 1, such as 0.1 (one group message in ten)", lambda v: 0 <= v <= 1),
     "telegram_api_base": (_strip, "a URL such as http://127.0.0.1:8081", lambda v: v == "" or "://" in v),
     "webhook_url": (_strip, "the public address Telegram posts to, https://…", lambda v: v == "" or "://" in v),
     "webhook_secret": (

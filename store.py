@@ -26,6 +26,8 @@ CREATE TABLE IF NOT EXISTS chat_settings (
     style TEXT
 );
 """
+# Columns added to a table since its first version: a database made before gets them at start-up.
+_ADDED_COLUMNS = (("chat_settings", "reply_chance", "REAL"),)
 
 
 class StoreError(RuntimeError):
@@ -59,6 +61,7 @@ class ChatPreferences:
 
     context_turns: int | None = None
     style: str | None = None
+    reply_chance: float | None = None
 
 
 def _explain(path: Path, error: Exception) -> str:
@@ -90,8 +93,17 @@ class ChatStore:
             if verdict != "ok":
                 raise sqlite3.DatabaseError(verdict)
             self._db.executescript(_SCHEMA)
+            self._add_missing_columns()
         except (sqlite3.Error, OSError) as error:
             raise StoreError(_explain(self.path, error)) from None
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database made by an earlier version up to date (SQLite adds a column in place, rows kept)."""
+        for table, column, kind in _ADDED_COLUMNS:
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                with self._db:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -133,7 +145,7 @@ class ChatStore:
     def preferences(self, chat_id: int) -> ChatPreferences:
         """The chat's own settings (defaults where it has none)."""
         row = self._db.execute(
-            "SELECT context_turns, style FROM chat_settings WHERE chat_id = ?", (chat_id,)
+            "SELECT context_turns, style, reply_chance FROM chat_settings WHERE chat_id = ?", (chat_id,)
         ).fetchone()
         return ChatPreferences(*row) if row else ChatPreferences()
 
@@ -141,9 +153,10 @@ class ChatStore:
         """Save the chat's settings."""
         with self._db:
             self._db.execute(
-                "INSERT INTO chat_settings (chat_id, context_turns, style) VALUES (?, ?, ?) "
-                "ON CONFLICT (chat_id) DO UPDATE SET context_turns = excluded.context_turns, style = excluded.style",
-                (chat_id, preferences.context_turns, preferences.style),
+                "INSERT INTO chat_settings (chat_id, context_turns, style, reply_chance) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (chat_id) DO UPDATE SET context_turns = excluded.context_turns, style = excluded.style, "
+                "reply_chance = excluded.reply_chance",
+                (chat_id, preferences.context_turns, preferences.style, preferences.reply_chance),
             )
 
     def chat_count(self) -> int:

@@ -20,7 +20,8 @@ HELP = (
     "/cancel — отменить вопрос о празднике\n"
     "/help — эта справка\n\n"
     "Всё остальное я воспринимаю как реплику в разговоре. "
-    "В группе отвечаю, когда меня упоминают, отвечают на моё сообщение или зовут по имени."
+    "В группе отвечаю, когда меня упоминают, отвечают на моё сообщение или зовут по имени, "
+    "а если администраторы разрешат в /settings — иногда вступаю в разговор и сам."
 )
 # The menu Telegram shows next to the input field (setMyCommands).
 COMMANDS = {
@@ -64,6 +65,16 @@ SETTINGS_EXPIRED = "Это сообщение устарело, вызови /se
 CONTEXT_RANGE = "Укажи число реплик от 1 до {maximum}, например: /context 3"
 CONTEXT_SET = "Теперь я учитываю {turns} {turns_word}."
 LAST_TURNS_WORD = ("последнюю реплику", "последние реплики", "последних реплик")
+# A group's reply chance (REPLY_CHANCE): how often the bot answers what nobody said to it.
+SETTINGS_REPLY_CHANCE = "\nОтвечаю без обращения: {chance}"
+REPLY_CHANCE_SHARE = "на {percent} % сообщений"
+REPLY_CHANCE_NEVER = "нет, только когда зовут"
+REPLY_CHANCE_BUTTON = "{percent} %"
+PRIVACY_MODE_ON = (
+    "\n\n⚠️ Сейчас Telegram показывает мне только обращения ко мне, поэтому сам я в разговор не вступлю. "
+    "Отключи мне режим приватности: @BotFather → /setprivacy → выбери меня → Disable, потом удали меня из "
+    "группы и добавь снова. Или сделай меня администратором группы."
+)
 ADMINS_ONLY = "Менять настройки группы могут только её администраторы."
 ADMIN_ONLY_COMMAND = "Эта команда только для администратора бота."
 
@@ -78,6 +89,7 @@ STATS = (
     "Модель: {model}\n"
     "Чатов обслужено: {chats}\n"
     "Ответов сегодня: {replies}\n"
+    "Ответов без обращения: {unprompted}, пропущено из-за нагрузки: {unprompted_skipped}\n"
     "Время ответа: {latency}\n"
     "Очередь: {queue}\n"
     "Ошибок с запуска: {errors}\n"
@@ -135,6 +147,8 @@ CONSOLE_HELP = (
     "Команды:\n"
     "/start или /reset — забыть историю и начать заново\n"
     "/context N — сколько последних реплик я учитываю (1–10)\n"
+    "/toast праздник — тост, например: /toast День космонавтики\n"
+    "/horoscope знак — гороскоп на сегодня, например: /horoscope лев\n"
     "/help — эта справка\n"
     "/exit — выход (или Ctrl+D)\n"
     "Всё остальное — реплика в разговоре."
@@ -143,6 +157,8 @@ CONSOLE_PROMPT = "ты> "
 CONSOLE_REPLY = "бот> {text}"
 CONSOLE_EMPTY_LINE = "Пустая строка. Напиши что-нибудь, /help — команды."
 CONSOLE_UNKNOWN_COMMAND = "В консоли такой команды нет. Список команд — /help"
+CONSOLE_TOAST_USAGE = "Напиши праздник после команды, например: /toast День рождения. Любой, не только эти: {holidays}."
+CONSOLE_NOTHING_COMPOSED = "Что-то не сочиняется… Повтори команду, попробую снова."
 
 
 def plural(count: int, forms: tuple[str, str, str]) -> str:

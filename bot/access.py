@@ -1,4 +1,4 @@
-"""Who the bot answers: the allow-list, group addressing (mention, reply, trigger word), admins."""
+"""Who the bot answers: the allow-list, group addressing (mention, reply, trigger word), joining in, admins."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from aiogram.types import CallbackQuery, Message, TelegramObject
 
 import texts
 from settings import Settings
+from store import ChatStore
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,57 @@ class AddressedToBot(BaseFilter):
             if match:
                 return _LEADING_PUNCTUATION.sub("", text[match.end() :])
         return None
+
+
+def from_a_person(message: Message) -> bool:
+    """Whether a person wrote the message, not another bot nor a channel; an anonymous admin writes as the group."""
+    if message.sender_chat is not None:
+        return message.sender_chat.id == message.chat.id
+    return message.from_user is not None and not message.from_user.is_bot
+
+
+class JoinsIn(BaseFilter):
+    """Passes a person's text in a group whose reply chance is above 0, handing on ``reply_chance`` and ``unprompted``.
+
+    Registered after the handlers of addressed messages and commands, so what reaches it was said to the
+    group, not to the bot. Media and other bots' messages never pass. ``unprompted`` tells
+    bot.middlewares.ChatOrder that nobody asked for an answer.
+    """
+
+    async def __call__(self, message: Message, settings: Settings, store: ChatStore) -> bool | dict[str, Any]:
+        """The group's reply chance, when the bot may join in on this message."""
+        text = message.text or ""
+        if is_private(message) or not text or text.startswith("/") or not from_a_person(message):
+            return False
+        chance = settings.reply_chance_for(store.preferences(message.chat.id))
+        return {"reply_chance": chance, "unprompted": True} if chance > 0 else False
+
+
+async def expects_answer(message: Message, bot: Bot, trigger_word: str) -> bool:
+    """Whether the sender waits for the bot's answer: in a private chat, to a command, or when addressed in a group.
+
+    A group's other talk, which the bot may only overhear, waits for nothing.
+    """
+    if is_private(message) or (message.text or "").startswith("/"):
+        return True
+    return await AddressedToBot.check(message, bot, trigger_word) is not None
+
+
+async def sees_group_talk(bot: Bot, chat_id: int) -> bool:
+    """Whether Telegram shows the bot every message of a group: its privacy mode is off, or it is an admin there.
+
+    With privacy mode on, a bot gets only commands, mentions and replies to its own messages. A group the bot
+    joined before privacy mode was turned off stays as it was until the bot is added again, which no call tells.
+    """
+    me = await bot.get_me()
+    if me.can_read_all_group_messages:
+        return True
+    try:
+        member = await bot.get_chat_member(chat_id, me.id)
+    except TelegramAPIError as error:
+        logger.warning("could not check the bot's rights in chat %s: %s", chat_id, error)
+        return True  # unknown: better no advice than a wrong one
+    return member.status in (ChatMemberStatus.CREATOR, ChatMemberStatus.ADMINISTRATOR)
 
 
 async def may_change_settings(bot: Bot, chat_id: int, user_id: int, private: bool) -> bool:

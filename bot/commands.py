@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 
 from aiogram import Bot, F, Router
@@ -11,7 +12,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 import texts
-from bot.access import is_private, may_change_settings
+from bot.access import is_private, may_change_settings, sees_group_talk
 from bot.feedback_store import FeedbackStore, Share
 from bot.inbox import Inbox
 from bot.stats import BotStats
@@ -20,6 +21,9 @@ from inference.dialogue import MAX_CONTEXT_TURNS, parse_context_turns
 from inference.sampling import STYLES
 from settings import Settings
 from store import ChatPreferences, ChatStore
+
+# The reply chances a group's administrators choose from in /settings (REPLY_CHANCE may set any other).
+REPLY_CHANCES = (0.0, 0.05, 0.1, 0.25)
 
 
 class SettingsChange(CallbackData, prefix="set"):
@@ -35,8 +39,18 @@ class ForgetChoice(CallbackData, prefix="forget"):
     confirmed: bool
 
 
-def settings_view(preferences: ChatPreferences, settings: Settings) -> tuple[str, InlineKeyboardMarkup]:
-    """The /settings text and its buttons for a chat."""
+def percent(chance: float) -> str:
+    """A chance as people write it: 0.05 is ``5``, 0.125 is ``12.5``."""
+    return f"{round(chance * 100, 1):g}"
+
+
+def settings_view(
+    preferences: ChatPreferences, settings: Settings, *, group: bool = False, sees_talk: bool = True
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The /settings text and its buttons for a chat; a ``group`` also chooses how often the bot joins its talk.
+
+    ``sees_talk`` False (the bot's privacy mode is on there) adds how to let the bot see the group's talk.
+    """
     context_turns, style = settings.chat_choices(preferences)
     keyboard = InlineKeyboardBuilder()
     if context_turns > 1:
@@ -49,11 +63,32 @@ def settings_view(preferences: ChatPreferences, settings: Settings) -> tuple[str
     for name in STYLES:
         mark = texts.CHOSEN_MARK if name == style else ""
         keyboard.button(text=mark + texts.STYLE_NAMES[name], callback_data=SettingsChange(name="style", value=name))
-    keyboard.adjust(3 - (context_turns == 1) - (context_turns == MAX_CONTEXT_TURNS), len(STYLES))
+    rows = [3 - (context_turns == 1) - (context_turns == MAX_CONTEXT_TURNS), len(STYLES)]
     text = texts.SETTINGS.format(
         turns=context_turns, turns_word=texts.plural(context_turns, texts.TURNS_WORD), style=texts.STYLE_NAMES[style]
     )
+    if group:
+        chance = settings.reply_chance_for(preferences)
+        for choice in REPLY_CHANCES:
+            mark = texts.CHOSEN_MARK if choice == chance else ""
+            label = mark + texts.REPLY_CHANCE_BUTTON.format(percent=percent(choice))
+            keyboard.button(text=label, callback_data=SettingsChange(name="chance", value=str(choice)))
+        rows.append(len(REPLY_CHANCES))
+        shown = texts.REPLY_CHANCE_SHARE.format(percent=percent(chance)) if chance else texts.REPLY_CHANCE_NEVER
+        text += texts.SETTINGS_REPLY_CHANCE.format(chance=shown)
+        if chance and not sees_talk:
+            text += texts.PRIVACY_MODE_ON
+    keyboard.adjust(*rows)
     return text, keyboard.as_markup()
+
+
+async def _view(
+    message: Message, preferences: ChatPreferences, bot: Bot, settings: Settings
+) -> tuple[str, InlineKeyboardMarkup]:
+    """settings_view for the chat of ``message``; asks Telegram whether the bot sees a group's talk when it matters."""
+    group = not is_private(message)
+    sees_talk = not (group and settings.reply_chance_for(preferences)) or await sees_group_talk(bot, message.chat.id)
+    return settings_view(preferences, settings, group=group, sees_talk=sees_talk)
 
 
 async def _sender_may_change(message: Message, bot: Bot) -> bool:
@@ -78,14 +113,13 @@ async def set_context(message: Message, command: CommandObject, bot: Bot, store:
     if not await _sender_may_change(message, bot):
         await message.answer(texts.ADMINS_ONLY)
         return
-    preferences = store.preferences(message.chat.id)
-    store.set_preferences(message.chat.id, ChatPreferences(turns, preferences.style))
+    store.set_preferences(message.chat.id, replace(store.preferences(message.chat.id), context_turns=turns))
     await message.answer(texts.CONTEXT_SET.format(turns=turns, turns_word=texts.plural(turns, texts.LAST_TURNS_WORD)))
 
 
-async def show_settings(message: Message, store: ChatStore, settings: Settings) -> None:
+async def show_settings(message: Message, bot: Bot, store: ChatStore, settings: Settings) -> None:
     """Show this chat's settings with buttons to change them."""
-    text, keyboard = settings_view(store.preferences(message.chat.id), settings)
+    text, keyboard = await _view(message, store.preferences(message.chat.id), bot, settings)
     await message.answer(text, reply_markup=keyboard)
 
 
@@ -109,13 +143,16 @@ async def change_setting(
     if message is None:
         return
     preferences = store.preferences(message.chat.id)
+    chances = {str(chance): chance for chance in REPLY_CHANCES}
     if callback_data.name == "context" and callback_data.value.isdigit():
         turns = min(max(int(callback_data.value), 1), MAX_CONTEXT_TURNS)
-        preferences = ChatPreferences(turns, preferences.style)
+        preferences = replace(preferences, context_turns=turns)
     elif callback_data.name == "style" and callback_data.value in STYLES:
-        preferences = ChatPreferences(preferences.context_turns, callback_data.value)
+        preferences = replace(preferences, style=callback_data.value)
+    elif callback_data.name == "chance" and callback_data.value in chances and not is_private(message):
+        preferences = replace(preferences, reply_chance=chances[callback_data.value])
     store.set_preferences(message.chat.id, preferences)
-    text, keyboard = settings_view(preferences, settings)
+    text, keyboard = await _view(message, preferences, bot, settings)
     if text != message.text:
         await message.edit_text(text, reply_markup=keyboard)
     await query.answer(texts.SETTINGS_SAVED)
@@ -183,6 +220,8 @@ async def show_stats(message: Message, settings: Settings, stats: BotStats, feed
             model=stats.model_summary,
             chats=stats.chats_served,
             replies=stats.replies_today,
+            unprompted=stats.unprompted,
+            unprompted_skipped=stats.unprompted_skipped,
             latency=texts.LATENCY.format(p50=latency[0], p95=latency[1]) if latency else texts.NO_REPLIES_YET,
             queue=stats.queue_depth(),
             errors=stats.errors,

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot, Dispatcher
-from aiogram.types import ReplyParameters, TelegramObject, Update
+from aiogram.types import Message, ReplyParameters, TelegramObject, Update
 
 import texts
+from bot.access import expects_answer
 from bot.middlewares import chat_of
 
 logger = logging.getLogger(__name__)
@@ -156,7 +157,8 @@ async def recover(
     """Handle the updates a crash or a hurried stop left, each chat's in order; returns how many were taken up.
 
     A message older than ``max_age`` seconds (0: no limit) gets a note (``note_missed``) instead of a generated
-    answer; an update tried at MAX_ATTEMPTS start-ups already is given up.
+    answer, if its sender waited for one (a group's talk the bot only overhears is let go); an update tried at
+    MAX_ATTEMPTS start-ups already is given up.
     """
     by_chat: dict[int | None, list[PendingUpdate]] = defaultdict(list)
     for pending in inbox.pending():
@@ -170,7 +172,8 @@ async def recover(
         else:
             date = sent_at(pending.payload)
             if max_age and date is not None and now - date > max_age:
-                await note_missed(bot, pending.payload)
+                if await _waits_for_answer(bot, pending.payload, dispatcher["settings"].trigger_word):
+                    await note_missed(bot, pending.payload)
             else:
                 await dispatcher.feed_raw_update(bot, pending.payload)
         inbox.done(pending.update_id)
@@ -193,6 +196,13 @@ async def recover(
     if count:
         logger.info("answered %d messages left unanswered at the last stop", count)
     return count
+
+
+async def _waits_for_answer(bot: Bot, payload: dict[str, Any], trigger_word: str) -> bool:
+    """Whether the sender of a raw update waits for an answer: a button press does, a message may not."""
+    if "message" not in payload:
+        return True
+    return await expects_answer(Message.model_validate(payload["message"], context={"bot": bot}), bot, trigger_word)
 
 
 async def note_missed(bot: Bot, payload: dict[str, Any]) -> None:

@@ -19,6 +19,8 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 class _ChatQueue:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0
+    # Of those waiting, the ones someone asked for: they count against the limit.
+    asked: int = 0
 
 
 class ChatOrder(BaseMiddleware):
@@ -26,7 +28,10 @@ class ChatOrder(BaseMiddleware):
 
     So a chat's answers arrive in the order of its messages (even when a send is retried), its
     history stays in order, and one chat holds at most one place in the model's batch. Past
-    ``limit`` messages waiting in one chat, a message raises ChatFloodError at once.
+    ``limit`` messages waiting in one chat, a message raises ChatFloodError at once. A group message
+    the bot only overhears (``unprompted`` in the handler's data: bot.access.JoinsIn) waits its turn
+    too, so the history keeps the order things were said, but it is never refused nor counted against
+    the limit: nobody asked, so nobody is told to wait.
     """
 
     def __init__(self, limit: int) -> None:
@@ -39,16 +44,24 @@ class ChatOrder(BaseMiddleware):
         if chat_id is None:
             return await handler(event, data)
         queue = self._queues.setdefault(chat_id, _ChatQueue())
-        if queue.waiting >= self._limit:
-            raise ChatFloodError(f"chat {chat_id} already has {queue.waiting} messages waiting")
+        asked = not data.get("unprompted", False)
+        if asked and queue.asked >= self._limit:
+            raise ChatFloodError(f"chat {chat_id} already has {queue.asked} messages waiting")
         queue.waiting += 1
+        queue.asked += asked
         try:
             async with queue.lock:
                 return await handler(event, data)
         finally:
             queue.waiting -= 1
+            queue.asked -= asked
             if not queue.waiting:
                 del self._queues[chat_id]
+
+    def waiting(self, chat_id: int) -> int:
+        """How many of the chat's messages and presses wait or are being handled now."""
+        queue = self._queues.get(chat_id)
+        return queue.waiting if queue else 0
 
 
 def chat_of(event: TelegramObject) -> int | None:

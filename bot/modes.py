@@ -27,11 +27,18 @@ from bot.feedback import EVERYTHING, with_votes
 from bot.feedback_store import FeedbackStore
 from bot.replies import send_plain
 from bot.stats import BotStats
-from inference.modes import HOLIDAYS, HOROSCOPE, SIGNS, TOAST, parse_sign, sign_by_key, sign_list
+from inference.modes import (
+    HOLIDAYS,
+    HOROSCOPE,
+    MAX_HOLIDAY_NAME,
+    SIGNS,
+    TOAST,
+    parse_sign,
+    sign_by_key,
+    sign_list,
+)
 from store import ChatReply
 
-# A holiday's name longer than this is cut: it is a title, not a story.
-MAX_HOLIDAY_NAME = 100
 _OTHER = "other"
 
 

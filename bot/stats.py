@@ -21,6 +21,8 @@ class BotStats:
     started: float = field(default_factory=time.monotonic)
     errors: int = 0
     recovered: int = 0
+    unprompted: int = 0
+    unprompted_skipped: int = 0
     replies_today: int = 0
     _today: date = field(default_factory=date.today)
     _latencies: deque[float] = field(init=False)
@@ -36,6 +38,14 @@ class BotStats:
         self.replies_today += 1
         self._latencies.append(seconds)
         self._chats.add(chat_id)
+
+    def record_unprompted(self) -> None:
+        """Count one answer to a group's message nobody addressed to the bot (REPLY_CHANCE)."""
+        self.unprompted += 1
+
+    def record_unprompted_skipped(self) -> None:
+        """Count one unprompted answer left out because the pool was busy."""
+        self.unprompted_skipped += 1
 
     def record_error(self) -> None:
         """Count one failed update."""

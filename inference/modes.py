@@ -24,6 +24,9 @@ def request_turn(task: str, topic: str) -> str:
     return _REQUESTS[task].format(topic=" ".join(topic.split()).lower())
 
 
+# A holiday's name longer than this is cut: it is a title, not a story.
+MAX_HOLIDAY_NAME = 100
+
 # The holidays people ask toasts for most, by key (callback data) and name (the request turn's topic).
 HOLIDAYS = {
     "new_year": "Новый год",

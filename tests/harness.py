@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from recording_backend import RecordingBackend  # noqa: F401 - the tests import it from here too
@@ -20,11 +21,17 @@ ADMIN = 777
 class Harness:
     """The bot as main.py wires it (app.create_bot, app.create_dispatcher), with a RecordingSession for Telegram.
 
-    ``model`` is the chat backend given (a RecordingBackend shows what the generator asked of it).
+    ``model`` is the chat backend given (a RecordingBackend shows what the generator asked of it); ``dice``
+    decides which unaddressed group messages get an answer (REPLY_CHANCE).
     """
 
     def __init__(
-        self, backend: Backend, tmp_path: Path, task_models: dict[str, Backend] | None = None, **overrides: object
+        self,
+        backend: Backend,
+        tmp_path: Path,
+        task_models: dict[str, Backend] | None = None,
+        dice: random.Random | None = None,
+        **overrides: object,
     ) -> None:
         settings = {
             "bot_token": "42:TEST",
@@ -39,7 +46,7 @@ class Harness:
         self.session = RecordingSession()
         self.bot = create_bot(self.settings, self.session)
         self.admins = AdminNotifier(self.bot, [ADMIN])
-        self.dispatcher = create_dispatcher(self.generator, self.store, self.admins, self.settings)
+        self.dispatcher = create_dispatcher(self.generator, self.store, self.admins, self.settings, dice)
 
     async def send(self, chat_id: int, text: str | None = None, **extra: object) -> list[str]:
         """Feed a message and return the texts the bot sent to that chat in answer."""

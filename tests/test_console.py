@@ -17,6 +17,7 @@ from botprocess import bot_env, main_command
 
 import texts
 from console import CONSOLE_AUTHOR, CONSOLE_CHAT_ID, INTERRUPTED
+from inference.modes import sign_list
 
 
 def run_piped(tmp_path: Path, model_dir: Path, stdin: str, **settings: object) -> subprocess.CompletedProcess:
@@ -130,7 +131,8 @@ def test_piped_lines_are_answered_one_by_one_and_commands_are_not_sent_to_the_mo
 
 
 def test_a_model_with_nothing_to_say_gets_the_fallback_phrase(tmp_path: Path, silent_model_dir: Path) -> None:
-    result = run_piped(tmp_path, silent_model_dir, "привет\n")
+    # float32: CTranslate2's int8 weights take the tiny silent model's certainty away (log P(end) -4.9, not 0).
+    result = run_piped(tmp_path, silent_model_dir, "привет\n", dtype="float32")
     assert result.returncode == 0, result.stderr
     assert texts.CONSOLE_REPLY.format(text=texts.FALLBACK_REPLY) in result.stdout.splitlines()
 
@@ -176,3 +178,30 @@ def test_a_line_longer_than_the_terminals_line_buffer_arrives_whole(
     assert status == 0, errors
     [(author, text), _] = stored_turns(tmp_path)
     assert author == CONSOLE_AUTHOR and text == long_line
+
+
+def test_toasts_and_horoscopes_come_from_their_models_and_stay_out_of_the_dialogue(
+    tmp_path: Path, silent_model_dir: Path, answering_model_dir: Path
+) -> None:
+    # The chat model never has anything to say: a toast or horoscope that has words came from its own model.
+    lines = ["/help", "/toast День космонавтики", "/toast", "/horoscope ЛЕВ", "/horoscope змееносец", "/horoscope"]
+    result = run_piped(
+        tmp_path,
+        silent_model_dir,
+        "\n".join([*lines, "привет"]) + "\n",
+        toast_model_path=answering_model_dir,
+        horoscope_model_path=answering_model_dir,
+        dtype="float32",  # see test_a_model_with_nothing_to_say_gets_the_fallback_phrase
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert "/toast праздник" in result.stdout and "/horoscope знак" in result.stdout, "/help lists them"
+    toast = out.index("бот> 🥂 День космонавтики")
+    horoscope = out.index("бот> ♌ Лев")
+    for text in (out[toast + 1], out[horoscope + 1]):
+        assert text.strip() and text != texts.CONSOLE_NOTHING_COMPOSED and not text.startswith("бот> ")
+    usage = texts.CONSOLE_TOAST_USAGE.format(holidays="Новый год, День рождения, 23 февраля, 8 марта, Свадьба")
+    assert usage in out
+    assert out.count(texts.UNKNOWN_SIGN.format(signs=sign_list())) == 2, "an unknown sign and none list the signs"
+    assert out[-1] == texts.CONSOLE_REPLY.format(text=texts.FALLBACK_REPLY)
+    assert stored_turns(tmp_path) == [], "toasts and horoscopes are not turns of the dialogue"

@@ -47,6 +47,34 @@ async def test_a_conversation_from_start_to_sigterm(
         bot.kill()
 
 
+async def test_with_reply_chance_1_the_bot_joins_a_groups_talk(
+    fake: FakeTelegram, tmp_path: Path, answering_model_dir: Path
+) -> None:
+    group = -100321
+    bot = await start_bot(fake, tmp_path, answering_model_dir, reply_chance=1)
+    try:
+        said = [(11, "всем привет"), (22, "как дела?"), (11, "@test_bot а ты как?")]
+        answers = []
+        for user, text in said:
+            since = len(fake.calls)
+            mention = [{"type": "mention", "offset": 0, "length": 9}] if text.startswith("@test_bot") else []
+            message_id = fake.send_text(group, text, user_id=user, chat_type="supergroup", entities=mention)
+            answer = await fake.wait_for("sendMessage", is_to(group), since=since, timeout=30)
+            assert answer["reply_parameters"]["message_id"] == message_id, "each answer replies to its message"
+            assert answer["text"] not in (texts.ERROR, texts.BUSY, texts.FALLBACK_REPLY)
+            answers.append(answer["text"])
+        await stop_bot(bot)
+        # The fake Bot API's bot reads only what is addressed to it: the log says how to change that.
+        assert "privacy mode is on" in bot.log and "/setprivacy" in bot.log
+    finally:
+        bot.kill()
+    db = sqlite3.connect(tmp_path / "bot.sqlite3")
+    turns = db.execute("SELECT author, text FROM turns WHERE chat_id = ? ORDER BY id", (group,)).fetchall()
+    db.close()
+    spoken = [(str(user), text.removeprefix("@test_bot ")) for user, text in said]
+    assert turns == [turn for pair in zip(spoken, [("bot", a) for a in answers], strict=True) for turn in pair]
+
+
 async def test_failed_sends_are_retried_and_delivered_once(
     fake: FakeTelegram, tmp_path: Path, tiny_model_dir: Path
 ) -> None:

@@ -77,7 +77,7 @@ def read_rows(path: Path) -> list[tuple[str, ...]]:
 
 def test_export_follows_threads_merges_turns_and_drops_noise(tmp_path: Path) -> None:
     export = write_export(tmp_path / "result.json", {"name": "Чат", "type": "private_group", "messages": CHAT})
-    stats = export_chat.export(export, tmp_path / "chat.csv")
+    stats = export_chat.export([export], tmp_path / "chat.csv")
     assert read_rows(tmp_path / "chat.csv") == EXPECTED
     assert stats.rows == len(EXPECTED)
     assert stats.service == 1
@@ -90,13 +90,13 @@ def test_export_follows_threads_merges_turns_and_drops_noise(tmp_path: Path) -> 
 
 def test_full_account_export_reads_every_chat(tmp_path: Path) -> None:
     chats = {"chats": {"list": [{"messages": CHAT[:6]}, {"messages": [message(1, "x", "да"), message(2, "y", "нет")]}]}}
-    stats = export_chat.export(write_export(tmp_path / "result.json", chats), tmp_path / "chat.csv")
+    stats = export_chat.export([write_export(tmp_path / "result.json", chats)], tmp_path / "chat.csv")
     assert stats.chats == 2
     assert read_rows(tmp_path / "chat.csv") == [EXPECTED[0], ("", "", "да", "нет")]
 
 
 def test_the_csv_feeds_the_trainer(tmp_path: Path) -> None:
-    export_chat.export(write_export(tmp_path / "result.json", {"messages": CHAT}), tmp_path / "chat.csv")
+    export_chat.export([write_export(tmp_path / "result.json", {"messages": CHAT})], tmp_path / "chat.csv")
     read = formats.read_rows(tmp_path / "chat.csv")
     assert read.incomplete == 0
     assert read.dialogues[2] == formats.Dialogue(
@@ -109,7 +109,7 @@ def test_the_csv_feeds_the_trainer(tmp_path: Path) -> None:
     [
         (None, "cannot read"),
         ("{not json", "not JSON (line 1, column 2"),
-        ('{"name": "x"}', "no 'messages' list"),
+        ('{"name": "x"}', "neither one chat's export (a 'messages' list) nor a whole account's (chats.list)"),
         ('{"messages": {}}', "'messages' is not a list"),
         ('{"messages": [{"id": 1, "type": "message", "text": 5}]}', "messages[0] (id 1): 'text' is neither"),
         ('{"messages": [{"type": "message", "text": "a"}]}', "messages[0]: no 'id'"),
@@ -175,7 +175,7 @@ def test_forwarded_messages_are_nobodys_turn(tmp_path: Path) -> None:
         message(6, "bob", "и ещё"),
         message(7, "alice", "понятно"),
     ]
-    stats = export_chat.export(write_export(tmp_path / "result.json", {"messages": chat}), tmp_path / "chat.csv")
+    stats = export_chat.export([write_export(tmp_path / "result.json", {"messages": chat})], tmp_path / "chat.csv")
     assert read_rows(tmp_path / "chat.csv") == [("", "", "Ого", "Вот-вот"), ("", "", "и ещё", "понятно")]
     assert stats.forwarded == 2 and stats.empty == 0
 
@@ -185,7 +185,7 @@ def test_long_turns_are_cut_so_the_trainer_reads_the_csv(tmp_path: Path) -> None
     long_text = ("слово " * 580).strip()  # 3,479 characters; 40 of them make 139k, past csv's limit of 131,072
     chat = [message(i, "alice", f"{i} {long_text}") for i in range(1, 41)]
     chat += [message(41, "bob", "ну и ну"), message(42, "alice", "огромное " * 30_000), message(43, "bob", "ого")]
-    stats = export_chat.export(write_export(tmp_path / "result.json", {"messages": chat}), tmp_path / "chat.csv")
+    stats = export_chat.export([write_export(tmp_path / "result.json", {"messages": chat})], tmp_path / "chat.csv")
     rows = read_rows(tmp_path / "chat.csv")  # csv's default field limit (131,072 characters)
     assert stats.long_turns == 2 and len(rows) == 3
     longest = max(len(cell) for row in rows for cell in row)
@@ -194,3 +194,178 @@ def test_long_turns_are_cut_so_the_trainer_reads_the_csv(tmp_path: Path) -> None
     assert rows[2][2].startswith("огромное") and rows[2][3] == "ого"
     read = formats.read_rows(tmp_path / "chat.csv")
     assert [d.response for d in read.dialogues] == ["ну и ну", rows[1][3], "ого"]
+
+
+# --- several exports, a whole account's, and one author's voice --------------------------------------------
+
+ANYA, BORYA, VIKA = ("user1", "Аня"), ("user2", "Боря"), ("user3", "Вика")
+SASHA, OTHER_SASHA, DIMA = ("user4", "Саша"), ("user5", "саша"), ("user6", "Дима")
+
+
+def said(id_: int, who: tuple[str, str], text: object, **extra: object) -> dict:
+    return {"id": id_, "type": "message", "date": "2024-01-01T12:00:00", "from": who[1], "from_id": who[0]} | {
+        "text": text,
+        **extra,
+    }
+
+
+# A private chat of the account's owner (Аня) with Боря, and a group where two people are called Саша.
+PERSONAL = [
+    said(1, ANYA, "привет, как ты?"),
+    said(2, BORYA, "хорошо"),
+    said(3, BORYA, "а ты?"),
+    said(4, ANYA, "тоже"),
+    said(5, BORYA, "отлично"),
+]
+GROUP_CHAT = [
+    said(1, VIKA, "кто идёт в кино?"),
+    said(2, ANYA, "я иду"),
+    said(3, SASHA, "и я"),
+    said(4, BORYA, "а я нет"),
+    said(5, OTHER_SASHA, "почему?", reply_to_message_id=4),
+    said(6, BORYA, "дела"),
+    {**said(7, DIMA, ""), "media_type": "sticker"},
+    said(8, VIKA, "жаль"),
+]
+BORYA_ROWS = [
+    ("", "", "привет, как ты?", "хорошо а ты?"),
+    ("привет, как ты?", "хорошо а ты?", "тоже", "отлично"),
+    ("кто идёт в кино?", "я иду", "и я", "а я нет"),
+    ("и я", "а я нет", "почему?", "дела"),
+]
+ANYA_ROWS = [("", "привет, как ты?", "хорошо а ты?", "тоже"), ("", "", "кто идёт в кино?", "я иду")]
+
+
+def account_export(path: Path, *chats: list[dict], owner: int = 1) -> Path:
+    listed = [{"name": f"чат {i}", "type": "private_group", "id": i, "messages": chat} for i, chat in enumerate(chats)]
+    data = {"personal_information": {"user_id": owner, "first_name": "Аня"}, "chats": {"about": "", "list": listed}}
+    return write_export(path, data)
+
+
+@pytest.mark.parametrize("who", ["user2", "USER2", "2", "Боря", "  боря "])
+def test_only_the_authors_turns_are_responses_and_anyones_are_context(tmp_path: Path, who: str) -> None:
+    export = account_export(tmp_path / "result.json", PERSONAL, GROUP_CHAT)
+    stats = export_chat.export([export], tmp_path / "chat.csv", author=who)
+    assert read_rows(tmp_path / "chat.csv") == BORYA_ROWS
+    # The other authors' windows: Аня's two, Саша's and the other Саша's in the group, and none of Вика's (a gap).
+    assert stats.other_authors == 4 and stats.rows == 4 and stats.chats == 2
+
+
+def test_without_an_author_every_window_is_written(tmp_path: Path) -> None:
+    export = account_export(tmp_path / "result.json", PERSONAL, GROUP_CHAT)
+    stats = export_chat.export([export], tmp_path / "chat.csv")
+    rows = read_rows(tmp_path / "chat.csv")
+    assert set(BORYA_ROWS + ANYA_ROWS) <= set(rows) and len(rows) == 8 and stats.other_authors == 0
+
+
+def test_me_is_the_owner_of_the_accounts_export(tmp_path: Path) -> None:
+    export = account_export(tmp_path / "result.json", PERSONAL, GROUP_CHAT)
+    export_chat.export([export], tmp_path / "chat.csv", author="me")
+    assert read_rows(tmp_path / "chat.csv") == ANYA_ROWS
+
+
+def test_several_exports_are_read_and_a_window_never_spans_two_chats(tmp_path: Path) -> None:
+    # Each chat ends with the author the next one starts with: joined, the turns would merge and answer each other.
+    first = [said(1, ANYA, "а"), said(2, BORYA, "б")]
+    second = [said(1, BORYA, "в"), said(2, ANYA, "г")]
+    one_chat = write_export(tmp_path / "one.json", {"messages": [said(1, VIKA, "д"), said(2, ANYA, "е")]})
+    account = account_export(tmp_path / "account.json", first, second)
+    stats = export_chat.export([account, one_chat], tmp_path / "chat.csv")
+    assert read_rows(tmp_path / "chat.csv") == [("", "", "а", "б"), ("", "", "в", "г"), ("", "", "д", "е")]
+    assert stats.chats == 3 and stats.without_context == 3
+    export_chat.export([account, one_chat], tmp_path / "anya.csv", author="Аня")
+    assert read_rows(tmp_path / "anya.csv") == [("", "", "в", "г"), ("", "", "д", "е")]
+
+
+def test_chats_the_owner_left_are_read_too(tmp_path: Path) -> None:
+    data = {
+        "personal_information": {"user_id": 1},
+        "chats": {"list": [{"messages": PERSONAL}]},
+        "left_chats": {"list": [{"messages": GROUP_CHAT}]},
+    }
+    export_chat.export([write_export(tmp_path / "result.json", data)], tmp_path / "chat.csv", author="me")
+    assert read_rows(tmp_path / "chat.csv") == ANYA_ROWS
+
+
+def run_main(tmp_path: Path, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    status = export_chat.main([str(tmp_path / "result.json"), *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [
+        ("саша", "--author саша: 2 authors have that name (user4 (Саша): 1 message, user5 (саша): 1 message): pass"),
+        ("Вики", "--author Вики: nobody of that name or id in these exports; did you mean user3 (Вика)?"),
+        ("user33", "--author user33: nobody of that name or id in these exports; did you mean user3 (Вика)?"),
+        ("Зоя", "--author Зоя: nobody of that name or id in these exports; --list-authors lists who wrote in them"),
+        ("Дима", "--author Дима: user6 (Дима) has no text messages in these exports"),
+    ],
+    ids=["ambiguous-name", "close-name", "close-id", "nobody-close", "no-text-messages"],
+)
+def test_an_author_that_cant_be_used_is_one_line_and_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture, who: str, expected: str
+) -> None:
+    account_export(tmp_path / "result.json", PERSONAL, GROUP_CHAT)
+    status, out, err = run_main(tmp_path, capsys, str(tmp_path / "chat.csv"), "--author", who)
+    assert status == 2 and out == ""
+    assert err.startswith(f"export_chat.py: {expected}") and err.count("\n") == 1
+    assert not (tmp_path / "chat.csv").exists()
+
+
+def test_me_in_one_chats_export_says_what_to_pass_instead(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_export(tmp_path / "result.json", {"messages": GROUP_CHAT})
+    status, _, err = run_main(tmp_path, capsys, str(tmp_path / "chat.csv"), "--author", "me")
+    assert status == 2 and err.count("\n") == 1 and not (tmp_path / "chat.csv").exists()
+    assert "needs the whole account's export" in err
+    assert "pass your id or name instead: user2 (Боря): 2 messages, user3 (Вика): 2 messages, user1 (Аня)" in err
+
+
+def test_me_in_two_accounts_exports_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    account_export(tmp_path / "result.json", PERSONAL)
+    other = account_export(tmp_path / "other.json", GROUP_CHAT, owner=3)
+    status = export_chat.main([str(tmp_path / "result.json"), str(other), str(tmp_path / "chat.csv"), "--author", "me"])
+    assert status == 2 and "these exports are of 2 accounts (user1, user3)" in capsys.readouterr().err
+
+
+def test_list_authors_prints_ids_names_and_counts_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    account_export(tmp_path / "result.json", PERSONAL, GROUP_CHAT)
+    status, out, _ = run_main(tmp_path, capsys, "--list-authors")
+    assert status == 0
+    assert [line.split() for line in out.splitlines()] == [
+        ["id", "messages", "name"],
+        ["user2", "5", "Боря"],
+        ["user1", "3", "Аня"],
+        ["user3", "2", "Вика"],
+        ["user4", "1", "Саша"],
+        ["user5", "1", "саша"],
+        ["user6", "0", "Дима"],
+        ["--author", "me", "is", "user1,", "the", "owner", "of", "the", "account's", "export"],
+    ]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_the_log_counts_the_windows_left_to_other_authors(
+    tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    account_export(tmp_path / "result.json", PERSONAL, GROUP_CHAT)
+    with caplog.at_level("INFO", logger="export_chat"):
+        assert run_main(tmp_path, capsys, str(tmp_path / "chat.csv"), "--author", "Боря")[0] == 0
+    [line] = [record.getMessage() for record in caplog.records]
+    assert "in 2 chat(s)" in line and "wrote 4 rows" in line and "4 answered by other authors" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["--list-authors", "--author", "me"], "leave out --author"), ([], "name the CSV to write after the export")],
+)
+def test_the_command_line_says_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], expected: str
+) -> None:
+    account_export(tmp_path / "result.json", PERSONAL)
+    with pytest.raises(SystemExit) as exited:
+        export_chat.main([str(tmp_path / "result.json"), *args])
+    assert exited.value.code == 2 and expected in capsys.readouterr().err

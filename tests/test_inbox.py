@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import SendMessage
+from aiogram.types import Update
 from harness import Harness
 from recording_session import message_update
 
@@ -115,3 +116,16 @@ def test_handled_ids_are_kept_a_day(tmp_path: Path, harness: Harness) -> None:
     db.execute("INSERT INTO inbox (update_id, chat_id, payload, received_at) VALUES (3, 1, '{}', 0)")
     assert inbox.prune() == 1
     assert [row[0] for row in db.execute("SELECT update_id FROM inbox ORDER BY update_id")] == [1, 3]
+
+
+async def test_after_a_long_stop_only_messages_that_wait_for_an_answer_get_the_note(harness: Harness) -> None:
+    """A group's talk the bot only overhears (REPLY_CHANCE) is let go, not apologised for."""
+    group = {"user_id": 11, "chat_type": "supergroup"}
+    talk, asked = message_update(-100, "просто болтаем", **group), message_update(-100, "@test_bot привет", **group)
+    for update in (talk, asked):
+        update["message"]["date"] = int(time.time()) - 7200
+        assert inbox_of(harness).receive(Update.model_validate(update)), "received, then the bot was killed"
+    assert await recover_now(harness, max_age=3600) == 2
+    [note] = harness.session.sent(-100)
+    assert note.text == texts.MISSED_WHILE_AWAY and reply_target(note) == asked["message"]["message_id"]
+    assert inbox_of(harness).pending() == []

@@ -37,6 +37,7 @@ def test_values_are_parsed_to_their_types() -> None:
     settings = load({"ADMIN_CHAT_ID": "1, -100200", "WORKERS": "2", "TEMPERATURE": "0.7", "DEVICE": "CUDA:1"})
     assert settings.admin_chat_id == (1, -100200)
     assert settings.workers == 2 and settings.temperature == 0.7 and settings.device == "cuda:1"
+    assert load({"REPLY_CHANCE": "0.1"}).reply_chance == 0.1 and load({}).reply_chance == 0
 
 
 @pytest.mark.parametrize(
@@ -52,6 +53,9 @@ def test_values_are_parsed_to_their_types() -> None:
         ("DTYPE", "int8"),
         ("CONTEXT_TURNS", "3.5"),
         ("TELEGRAM_API_BASE", "localhost"),
+        ("REPLY_CHANCE", "1.5"),
+        ("REPLY_CHANCE", "10%"),
+        ("REPLY_CHANCE", "nan"),
     ],
 )
 def test_a_bad_value_names_the_setting(name: str, value: str) -> None:

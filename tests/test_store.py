@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from store import ChatStore, StoreError, Turn
+from store import ChatPreferences, ChatStore, StoreError, Turn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,3 +86,20 @@ def test_a_folder_it_may_not_write_to_is_named_as_a_permission_problem(tmp_path:
     assert result.returncode == 0, result.stderr
     assert f"no permission to write to {folder}" in result.stdout and "DB_PATH" in result.stdout
     assert "move it aside" not in result.stdout, "its history is fine: moving it aside would lose it"
+
+
+def test_a_database_made_before_reply_chances_gets_the_column_and_keeps_its_settings(
+    open_store, tmp_path: Path
+) -> None:
+    path = tmp_path / "bot.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE chat_settings (chat_id INTEGER PRIMARY KEY, context_turns INTEGER, style TEXT);"
+        "INSERT INTO chat_settings VALUES (-100, 5, 'calm');"
+    )
+    old.close()
+    store = open_store(path)
+    assert store.preferences(-100) == ChatPreferences(5, "calm", None)
+    store.set_preferences(-100, ChatPreferences(5, "calm", 0.25))
+    store.close()
+    assert open_store(path).preferences(-100) == ChatPreferences(5, "calm", 0.25), "kept, and opened again as it is"
