@@ -9,6 +9,9 @@ without a caption) are skipped; rows with links and duplicate rows are dropped. 
 is someone else's words, not its forwarder's: it is left out like a lost turn, so nothing answers it
 and it answers nothing. A turn longer than 4,096 characters (one Telegram message) keeps its last
 4,096 from a word's start, as train.py keeps the newest tokens of a long context.
+
+``--clean`` also drops the windows whose response has an obscene word (inference/profanity.py), for a
+model that doesn't learn to swear; the context may keep them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from inference.profanity import ProfanityFilter
 from training.formats import COLUMNS, MAX_TURN_CHARS
 
 logger = logging.getLogger("export_chat")
@@ -83,6 +87,7 @@ class ExportStats:
     with_links: int = 0
     duplicates: int = 0
     chats: int = 0
+    obscene: int = 0
 
 
 def _text(value: object, where: str) -> tuple[str, bool]:
@@ -220,8 +225,11 @@ def _chats(data: object, path: Path) -> list[tuple[str, object]]:
     return found
 
 
-def export(result_json: Path, out_csv: Path) -> ExportStats:
-    """Read a Telegram Desktop export and write its dialogue windows as CSV; returns the counts."""
+def export(result_json: Path, out_csv: Path, *, clean: bool = False) -> ExportStats:
+    """Read a Telegram Desktop export and write its dialogue windows as CSV; returns the counts.
+
+    ``clean`` drops the windows whose response has an obscene word.
+    """
     out, source = Path(out_csv), Path(result_json)
     if out.resolve() == source.resolve() or (out.exists() and source.exists() and out.samefile(source)):
         raise ExportError(f"{out_csv}: that is the export itself: name another file for the CSV")
@@ -234,12 +242,16 @@ def export(result_json: Path, out_csv: Path) -> ExportStats:
     except json.JSONDecodeError as error:
         raise ExportError(f"{result_json}: not JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
     stats = ExportStats()
+    profanity = ProfanityFilter() if clean else None
     rows: dict[tuple[str, str, str, str], None] = {}
     for where, messages in _chats(data, Path(result_json)):
         stats.chats += 1
         turns = build_turns(parse_messages(messages, where, stats))
         stats.long_turns += sum(turn.long for turn in turns)
         for row in windows(turns, stats):
+            if profanity is not None and profanity.contains(row[-1]):
+                stats.obscene += 1
+                continue
             if row in rows:
                 stats.duplicates += 1
             rows[row] = None
@@ -247,6 +259,8 @@ def export(result_json: Path, out_csv: Path) -> ExportStats:
         raise ExportError(
             f"{result_json}: no messages in the export"
             if not stats.messages
+            else f"{result_json}: no dialogue to write: --clean dropped all {stats.obscene} windows (obscene responses)"
+            if stats.obscene
             else f"{result_json}: no dialogue to write: none of its {stats.messages} messages answers another "
             f"author's text message (without links)"
         )
@@ -266,16 +280,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Telegram Desktop export (result.json) to a CSV for train.py")
     parser.add_argument("result_json", type=Path, help="the export (Telegram Desktop: Export chat history, JSON)")
     parser.add_argument("out_csv", type=Path, help="the CSV to write (context_3,context_2,context_1,response)")
+    parser.add_argument("--clean", action="store_true", help="drop the windows whose response has an obscene word")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
-        stats = export(args.result_json, args.out_csv)
+        stats = export(args.result_json, args.out_csv, clean=args.clean)
     except ExportError as error:
         sys.stderr.write(f"export_chat.py: {error}\n")
         return 2
     logger.info(
         "%d messages in %d chat(s): %d service, %d empty and %d forwarded skipped; %d turns cut to their last %d "
-        "characters; wrote %d rows to %s (dropped %d without context, %d with links, %d duplicates)",
+        "characters; wrote %d rows to %s (dropped %d without context, %d with links, %d duplicates%s)",
         stats.messages,
         stats.chats,
         stats.service,
@@ -288,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         stats.without_context,
         stats.with_links,
         stats.duplicates,
+        f", {stats.obscene} with obscene words in the response" if args.clean else "",
     )
     return 0
 

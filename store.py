@@ -23,9 +23,12 @@ CREATE INDEX IF NOT EXISTS turns_by_age ON turns (created_at);
 CREATE TABLE IF NOT EXISTS chat_settings (
     chat_id INTEGER PRIMARY KEY,
     context_turns INTEGER,
-    style TEXT
+    style TEXT,
+    profanity TEXT
 );
 """
+# Columns added to a table after its first release: a database made before gets them when it is opened.
+_ADDED_COLUMNS = (("chat_settings", "profanity", "TEXT"),)
 
 
 class StoreError(RuntimeError):
@@ -59,6 +62,7 @@ class ChatPreferences:
 
     context_turns: int | None = None
     style: str | None = None
+    profanity: str | None = None
 
 
 def _explain(path: Path, error: Exception) -> str:
@@ -90,8 +94,17 @@ class ChatStore:
             if verdict != "ok":
                 raise sqlite3.DatabaseError(verdict)
             self._db.executescript(_SCHEMA)
+            self._add_missing_columns()
         except (sqlite3.Error, OSError) as error:
             raise StoreError(_explain(self.path, error)) from None
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database made by an older version up to the schema (ALTER TABLE ADD COLUMN)."""
+        for table, column, kind in _ADDED_COLUMNS:
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                with self._db:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -133,7 +146,7 @@ class ChatStore:
     def preferences(self, chat_id: int) -> ChatPreferences:
         """The chat's own settings (defaults where it has none)."""
         row = self._db.execute(
-            "SELECT context_turns, style FROM chat_settings WHERE chat_id = ?", (chat_id,)
+            "SELECT context_turns, style, profanity FROM chat_settings WHERE chat_id = ?", (chat_id,)
         ).fetchone()
         return ChatPreferences(*row) if row else ChatPreferences()
 
@@ -141,9 +154,10 @@ class ChatStore:
         """Save the chat's settings."""
         with self._db:
             self._db.execute(
-                "INSERT INTO chat_settings (chat_id, context_turns, style) VALUES (?, ?, ?) "
-                "ON CONFLICT (chat_id) DO UPDATE SET context_turns = excluded.context_turns, style = excluded.style",
-                (chat_id, preferences.context_turns, preferences.style),
+                "INSERT INTO chat_settings (chat_id, context_turns, style, profanity) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (chat_id) DO UPDATE SET context_turns = excluded.context_turns, style = excluded.style, "
+                "profanity = excluded.profanity",
+                (chat_id, preferences.context_turns, preferences.style, preferences.profanity),
             )
 
     def chat_count(self) -> int:

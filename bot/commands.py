@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 
 from aiogram import Bot, F, Router
@@ -17,6 +18,7 @@ from bot.inbox import Inbox
 from bot.stats import BotStats
 from bot.subscriptions import Subscriptions
 from inference.dialogue import MAX_CONTEXT_TURNS, parse_context_turns
+from inference.profanity import MODES as PROFANITY_MODES
 from inference.sampling import STYLES
 from settings import Settings
 from store import ChatPreferences, ChatStore
@@ -49,10 +51,16 @@ def settings_view(preferences: ChatPreferences, settings: Settings) -> tuple[str
     for name in STYLES:
         mark = texts.CHOSEN_MARK if name == style else ""
         keyboard.button(text=mark + texts.STYLE_NAMES[name], callback_data=SettingsChange(name="style", value=name))
-    keyboard.adjust(3 - (context_turns == 1) - (context_turns == MAX_CONTEXT_TURNS), len(STYLES))
+    profanity = settings.profanity_for(preferences)
+    for mode in PROFANITY_MODES:
+        mark = texts.CHOSEN_MARK if mode == profanity else ""
+        keyboard.button(
+            text=mark + texts.PROFANITY_BUTTONS[mode], callback_data=SettingsChange(name="profanity", value=mode)
+        )
+    keyboard.adjust(3 - (context_turns == 1) - (context_turns == MAX_CONTEXT_TURNS), len(STYLES), len(PROFANITY_MODES))
     text = texts.SETTINGS.format(
         turns=context_turns, turns_word=texts.plural(context_turns, texts.TURNS_WORD), style=texts.STYLE_NAMES[style]
-    )
+    ) + texts.PROFANITY_SETTING.format(profanity=texts.PROFANITY_NAMES[profanity])
     return text, keyboard.as_markup()
 
 
@@ -78,8 +86,7 @@ async def set_context(message: Message, command: CommandObject, bot: Bot, store:
     if not await _sender_may_change(message, bot):
         await message.answer(texts.ADMINS_ONLY)
         return
-    preferences = store.preferences(message.chat.id)
-    store.set_preferences(message.chat.id, ChatPreferences(turns, preferences.style))
+    store.set_preferences(message.chat.id, replace(store.preferences(message.chat.id), context_turns=turns))
     await message.answer(texts.CONTEXT_SET.format(turns=turns, turns_word=texts.plural(turns, texts.LAST_TURNS_WORD)))
 
 
@@ -111,9 +118,11 @@ async def change_setting(
     preferences = store.preferences(message.chat.id)
     if callback_data.name == "context" and callback_data.value.isdigit():
         turns = min(max(int(callback_data.value), 1), MAX_CONTEXT_TURNS)
-        preferences = ChatPreferences(turns, preferences.style)
+        preferences = replace(preferences, context_turns=turns)
     elif callback_data.name == "style" and callback_data.value in STYLES:
-        preferences = ChatPreferences(preferences.context_turns, callback_data.value)
+        preferences = replace(preferences, style=callback_data.value)
+    elif callback_data.name == "profanity" and callback_data.value in PROFANITY_MODES:
+        preferences = replace(preferences, profanity=callback_data.value)
     store.set_preferences(message.chat.id, preferences)
     text, keyboard = settings_view(preferences, settings)
     if text != message.text:
