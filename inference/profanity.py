@@ -160,7 +160,7 @@ class ProfanityFilter:
             found.extend(self._split_words(run))
         words = list(_WORD.finditer(text))
         for index, word in enumerate(words):
-            phrase_end = self._phrase_end(words, index)
+            phrase_end = self._phrase_end(words, index) if self._phrases else None
             if phrase_end is not None:
                 found.append(Span(word.start(), phrase_end))
             elif len(word[0]) > 1 and self._obscene_word(word[0]):
