@@ -187,7 +187,7 @@ def daily_deliveries(
         return (await generator.compose(HOROSCOPE, name, background=True, profanity=AVOID if avoid else ALLOW)).text
 
     async def send(subscription: Subscription, text: str) -> None:
-        clean = generator.clean_text(text, generator.profanity_mode(subscription.chat_id))
-        await send_daily(bot, subscription, clean, clock.now().strftime("%d.%m"))
+        shown = generator.apply_profanity(text, generator.profanity_mode(subscription.chat_id))
+        await send_daily(bot, subscription, shown, clock.now().strftime("%d.%m"))
 
     return DailyDelivery(subscriptions, compose, send, clock)

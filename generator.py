@@ -140,7 +140,7 @@ class ReplyGenerator:
             task: TaskModel(backend, task_sampling(task, backend, settings)) for task, backend in backends.items()
         }
         self._backends = {backend.name: backend for backend in backends.values()}
-        self.profanity = ProfanityFilter(read_word_list(settings.blocked_words) if settings.blocked_words else ())
+        self._profanity = ProfanityFilter(read_word_list(settings.blocked_words) if settings.blocked_words else ())
         # A remote server batches on its own: its requests go out from the event loop, no thread pool.
         self._remote = all(isinstance(backend, RemoteBackend) for backend in self._backends.values())
         self._pool: BatchingPool[Request, Outcome] | ConcurrentRunner[Request, Outcome] = (
@@ -193,14 +193,14 @@ class ReplyGenerator:
         """How the chat takes obscene words (allow, mask or avoid): its /settings choice, else PROFANITY."""
         return self._settings.profanity_for(self._store.preferences(chat_id))
 
-    def clean_text(self, text: str, mode: str, *, draft: bool = False) -> str:
+    def apply_profanity(self, text: str, mode: str, *, draft: bool = False) -> str:
         """What a chat of this mode may see of ``text``: as it is under allow, else with obscene words masked.
 
         A ``draft`` (a reply still being written) also holds back its unfinished last word under mask and avoid.
         """
         if mode == ALLOW:
             return text
-        return self.profanity.mask_draft(text) if draft else self.profanity.mask(text)
+        return self._profanity.mask_draft(text) if draft else self._profanity.mask(text)
 
     async def _generate_clean(self, request: Request, mode: str, *, background: bool = False) -> Outcome:
         """Generate ``request`` and apply the mode: mask stars obscene words, avoid first asks again.
@@ -208,11 +208,11 @@ class ReplyGenerator:
         A first try that timed out is returned as it is, for the caller to raise.
         """
         outcome = await self._submit(request, background=background)
-        if mode == ALLOW or outcome.timed_out or not self.profanity.contains(outcome.text):
+        if mode == ALLOW or outcome.timed_out or not self._profanity.contains(outcome.text):
             return outcome
         if mode == AVOID and (retry := await self._clean_retry(request, background)) is not None:
             return retry
-        return Outcome(self.profanity.mask(outcome.text))
+        return Outcome(self._profanity.mask(outcome.text))
 
     async def _clean_retry(self, request: Request, background: bool) -> Outcome | None:
         """Ask again for a text whose first try swore: the first clean try, or None when every one swore.
@@ -229,7 +229,7 @@ class ReplyGenerator:
             tries += 1
             if retry.timed_out:
                 break
-            if retry.text and not self.profanity.contains(retry.text):
+            if retry.text and not self._profanity.contains(retry.text):
                 logger.debug("profanity: try %d of %d was clean", tries, AVOID_TRIES)
                 return retry
         logger.debug("profanity: %d tries swore; masked", tries)

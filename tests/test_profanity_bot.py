@@ -25,6 +25,7 @@ from app import daily_deliveries
 from bot.commands import SettingsChange
 from bot.subscriptions import Subscriptions
 from generator import AVOID_TRIES
+from inference.backend import Request
 from inference.profanity import ProfanityFilter
 from inference.transformers_backend import TransformersBackend
 from settings import ConfigError, load_settings
@@ -52,9 +53,7 @@ def words(swearing: TransformersBackend, clean: TransformersBackend) -> tuple[st
     return said[0], said[1]
 
 
-def request():
-    from inference.backend import Request
-
+def request() -> Request:
     return Request(("привет",), time.monotonic() + 30)
 
 
@@ -72,6 +71,13 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None
 async def test_allow_sends_what_the_model_wrote(swearing, words, make_harness) -> None:
     harness = make_harness(RecordingBackend(swearing))
     assert await harness.send(1, "привет") == [words[0]]
+
+
+def test_a_draft_shows_what_its_mode_allows(swearing, make_harness) -> None:
+    generator = make_harness(RecordingBackend(swearing)).generator
+    assert generator.apply_profanity("ну ты сука, су", "allow", draft=True) == "ну ты сука, су"
+    assert generator.apply_profanity("ну ты сука, су", "avoid", draft=True) == "ну ты с***, "
+    assert generator.apply_profanity("ну ты сука, су", "mask") == "ну ты с***, су"
 
 
 async def test_mask_stars_the_reply_and_the_history_keeps_what_was_sent(swearing, words, make_harness) -> None:
@@ -241,9 +247,9 @@ async def test_context_and_style_changes_keep_the_chats_profanity(swearing, make
 async def test_a_blocked_word_is_masked_in_another_case_and_inflection(tmp_path: Path, make_harness) -> None:
     # The owner lists "ВАСЬКА"; the model says "ваське" (lower case, dative).
     model = TransformersBackend(str(build_answering_model(tmp_path / "model", answers=["ваське"])), device="cpu")
-    words = tmp_path / "blocked.txt"
-    words.write_text("# names\nВАСЬКА\n", encoding="utf-8")
-    masked = make_harness(RecordingBackend(model), profanity="mask", blocked_words=str(words))
+    word_list = tmp_path / "blocked.txt"
+    word_list.write_text("# names\nВАСЬКА\n", encoding="utf-8")
+    masked = make_harness(RecordingBackend(model), profanity="mask", blocked_words=str(word_list))
     assert await masked.send(1, "кому?") == ["в*****"]
     assert await make_harness(RecordingBackend(model), profanity="mask").send(1, "кому?") == ["ваське"]
 
