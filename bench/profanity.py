@@ -37,7 +37,7 @@ from settings import Settings
 from store import ChatReply, ChatStore
 
 ROOT = Path(__file__).resolve().parent.parent
-WORD_LISTS = ROOT / "tests" / "data"
+WORD_LISTS = ROOT / "tests" / "wordlists"
 # The two words the bench model says, with equal odds.
 OBSCENE_WORD, ORDINARY_WORD = "сука", "ладно"
 

@@ -9,9 +9,9 @@ import pytest
 
 from inference.profanity import ProfanityFilter, read_word_list
 
-DATA = Path(__file__).resolve().parent / "data"
-OBSCENE = read_word_list(DATA / "profanity_obscene.txt")
-ORDINARY = read_word_list(DATA / "profanity_ordinary.txt")
+WORD_LISTS = Path(__file__).resolve().parent / "wordlists"
+OBSCENE = read_word_list(WORD_LISTS / "profanity_obscene.txt")
+ORDINARY = read_word_list(WORD_LISTS / "profanity_ordinary.txt")
 
 
 @pytest.fixture(scope="module")
