@@ -34,6 +34,7 @@ from bot.webhook import serve_webhook
 from generator import ReplyGenerator, describe_models
 from handlers import create_router
 from inference.modes import HOROSCOPE, sign_by_key
+from inference.profanity import ALLOW, AVOID
 from settings import Settings
 from store import ChatStore
 
@@ -193,13 +194,21 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
 def daily_deliveries(
     bot: Bot, generator: ReplyGenerator, subscriptions: Subscriptions, settings: Settings
 ) -> DailyDelivery:
-    """The daily horoscopes: generated in the background through the generator, sent with the bot."""
+    """The daily horoscopes: generated in the background through the generator, sent with the bot.
+
+    A sign's horoscope is one text for all its subscribers that day, generated once: with avoid's retries
+    when any of them chose avoid (masked only if every try swore), else as the model wrote it. Each chat
+    gets it masked at sending if it chose mask or avoid, and as it is if it allows swearing.
+    """
     clock = SystemClock(settings.timezone)
 
     async def compose(sign: str) -> str:
-        return (await generator.compose(HOROSCOPE, sign_by_key(sign).name, background=True)).text
+        avoid = any(generator.profanity_mode(chat_id) == AVOID for chat_id in subscriptions.chats_of(sign))
+        name = sign_by_key(sign).name
+        return (await generator.compose(HOROSCOPE, name, background=True, profanity=AVOID if avoid else ALLOW)).text
 
     async def send(subscription: Subscription, text: str) -> None:
-        await send_daily(bot, subscription, text, clock.now().strftime("%d.%m"))
+        shown = generator.apply_profanity(text, generator.profanity_mode(subscription.chat_id))
+        await send_daily(bot, subscription, shown, clock.now().strftime("%d.%m"))
 
     return DailyDelivery(subscriptions, compose, send, clock)

@@ -122,6 +122,16 @@ TIMEZONE = "Europe/Moscow"
 # "off", "on" (chat replies) or "all" (toasts and horoscopes too).
 FEEDBACK = "off"
 
+# --- Obscene words -------------------------------------------------------------------------------
+# What the bot does with Russian мат and vulgar abuse in what it writes (chat replies, toasts, horoscopes,
+# the daily horoscope): "allow" sends it as the model wrote it; "mask" keeps each such word's first letter
+# and stars the rest (х**); "avoid" asks the model again (at most 3 tries, within GENERATION_TIMEOUT) and
+# masks only if every try swore. A chat's administrators can choose otherwise in /settings.
+PROFANITY = "allow"
+# A UTF-8 text file with words or phrases of your own, one a line (lines starting with # are comments),
+# treated like obscene words in every inflection ("Васька" catches "Ваське", "ВАСЬКОЙ"). Empty: none.
+BLOCKED_WORDS = ""
+
 # --- Logging --------------------------------------------------------------------------------------
 # DEBUG, INFO, WARNING or ERROR.
 LOG_LEVEL = "INFO"

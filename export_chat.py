@@ -1,6 +1,6 @@
 """Turn Telegram Desktop exports (result.json) into a CSV of dialogue windows for train.py.
 
-    python export_chat.py EXPORT... OUT.csv [--author WHO]
+    python export_chat.py EXPORT... OUT.csv [--author WHO] [--clean]
     python export_chat.py EXPORT... --list-authors
 
 An export is one chat's result.json or a whole account's (its chats under chats.list); every chat of
@@ -17,6 +17,9 @@ duplicate rows are dropped. A forwarded message is someone else's words, not its
 out like a lost turn, so nothing answers it and it answers nothing. A turn longer than 4,096 characters
 (one Telegram message) keeps its last 4,096 from a word's start, as train.py keeps the newest tokens of a
 long context.
+
+``--clean`` also drops the windows whose response has an obscene word (inference/profanity.py), for a
+model that doesn't learn to swear; the context may keep them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from inference.profanity import ProfanityFilter
 from training.formats import COLUMNS, MAX_TURN_CHARS
 from training.telegram_export import (
     Author,
@@ -127,21 +131,26 @@ def _check_output(exports: Sequence[Path], out: Path) -> None:
             raise ExportError(f"{out}: that is the export itself: name another file for the CSV")
 
 
-def export(exports: Sequence[Path], out_csv: Path, author: str | None = None) -> ExportStats:
+def export(exports: Sequence[Path], out_csv: Path, author: str | None = None, *, clean: bool = False) -> ExportStats:
     """Read Telegram Desktop exports and write their dialogue windows as CSV; returns the counts.
 
-    With ``author`` only the windows that author answers are written (see resolve_author for what it takes).
+    With ``author`` only the windows that author answers are written (see resolve_author for what it takes);
+    ``clean`` drops the windows whose response has an obscene word.
     """
     out = Path(out_csv)
     _check_output([Path(path) for path in exports], out)
     stats = ExportStats()
     read = [read_export(Path(path), stats) for path in exports]
     who = resolve_author(author, read, tally_authors(read)) if author is not None else None
+    profanity = ProfanityFilter() if clean else None
     rows: dict[Row, None] = {}
     for chat in (chat for each in read for chat in each.chats):
         turns = build_turns(chat)
         stats.long_turns += sum(turn.long for turn in turns)
         for row in windows(turns, stats, who.id if who else None):
+            if profanity is not None and profanity.contains(row[-1]):
+                stats.obscene += 1
+                continue
             if row in rows:
                 stats.duplicates += 1
             rows[row] = None
@@ -149,6 +158,10 @@ def export(exports: Sequence[Path], out_csv: Path, author: str | None = None) ->
     if not rows:
         if not stats.messages:
             raise ExportError(f"{named}: no messages in the export")
+        if stats.obscene:
+            raise ExportError(
+                f"{named}: no dialogue to write: --clean dropped all {stats.obscene} windows (obscene responses)"
+            )
         if who is not None:
             raise ExportError(
                 f"{named}: no dialogue to write for {who.label}: none of their {who.messages} text messages answers "
@@ -182,7 +195,8 @@ def _print_authors(authors: Sequence[Author], exports: Sequence[Export]) -> None
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Telegram Desktop exports (result.json) to a CSV of dialogue windows for train.py",
-        usage="%(prog)s EXPORT [EXPORT ...] OUT.csv [--author WHO]\n       %(prog)s EXPORT [EXPORT ...] --list-authors",
+        usage="%(prog)s EXPORT [EXPORT ...] OUT.csv [--author WHO] [--clean]\n"
+        "       %(prog)s EXPORT [EXPORT ...] --list-authors",
     )
     parser.add_argument(
         "files",
@@ -198,6 +212,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="keep only the rows WHO answers: an id (from_id, e.g. user123456), a display name in any case, or "
         "'me' (the owner of a whole account's export); the turns before may be anyone's",
     )
+    parser.add_argument("--clean", action="store_true", help="drop the windows whose response has an obscene word")
     parser.add_argument(
         "--list-authors", action="store_true", help="list each author's id, text messages and name; write nothing"
     )
@@ -220,13 +235,13 @@ def main(argv: list[str] | None = None) -> int:
             exports = [read_export(path, ExportStats()) for path in args.files]
             _print_authors(tally_authors(exports), exports)
             return 0
-        stats = export(args.files, args.out_csv, args.author)
+        stats = export(args.files, args.out_csv, args.author, clean=args.clean)
     except ExportError as error:
         sys.stderr.write(f"export_chat.py: {error}\n")
         return 2
     logger.info(
         "%d messages in %d chat(s): %d service, %d empty and %d forwarded skipped; %d turns cut to their last %d "
-        "characters; wrote %d rows to %s (dropped %d without context, %d with links, %d duplicates%s)",
+        "characters; wrote %d rows to %s (dropped %d without context, %d with links, %d duplicates%s%s)",
         stats.messages,
         stats.chats,
         stats.service,
@@ -240,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         stats.with_links,
         stats.duplicates,
         f", {stats.other_authors} answered by other authors" if args.author is not None else "",
+        f", {stats.obscene} with obscene words in the response" if args.clean else "",
     )
     return 0
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from errors import EmptyMessageError, ReplyTimeoutError
+from errors import BusyError, EmptyMessageError, ReplyTimeoutError
 from inference.backend import Backend, ModelLoadError, Outcome, RemoteBackend, Request
 from inference.batching import BatchingPool, ConcurrentRunner
 from inference.ctranslate2_backend import CTranslate2Backend
@@ -19,6 +19,7 @@ from inference.devices import pick_device, pick_engine
 from inference.dialogue import merge_turns
 from inference.modes import CHAT, TASKS, request_turn
 from inference.openai_backend import OpenAIBackend
+from inference.profanity import ALLOW, AVOID, ProfanityFilter, read_word_list
 from inference.sampling import STYLES, TASK_DEFAULTS, Sampling, with_values
 from inference.transformers_backend import TransformersBackend
 from settings import Settings
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 _HISTORY_WINDOW = 64
 # The fewest prompt tokens a task's new-token limit must leave in the model's positions.
 MIN_PROMPT_TOKENS = 16
+# PROFANITY=avoid: how many times a text is generated at most before its obscene words are masked.
+AVOID_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ class ReplyGenerator:
             task: TaskModel(backend, task_sampling(task, backend, settings)) for task, backend in backends.items()
         }
         self._backends = {backend.name: backend for backend in backends.values()}
+        self._profanity = ProfanityFilter(read_word_list(settings.blocked_words) if settings.blocked_words else ())
         # A remote server batches on its own: its requests go out from the event loop, no thread pool.
         self._remote = all(isinstance(backend, RemoteBackend) for backend in self._backends.values())
         self._pool: BatchingPool[Request, Outcome] | ConcurrentRunner[Request, Outcome] = (
@@ -185,6 +189,52 @@ class ReplyGenerator:
     async def _submit(self, request: Request, *, background: bool = False) -> Outcome:
         return await self._pool.submit(request, key=(request.model, request.sampling), background=background)
 
+    def profanity_mode(self, chat_id: int) -> str:
+        """How the chat takes obscene words (allow, mask or avoid): its /settings choice, else PROFANITY."""
+        return self._settings.profanity_for(self._store.preferences(chat_id))
+
+    def apply_profanity(self, text: str, mode: str, *, draft: bool = False) -> str:
+        """What a chat of this mode may see of ``text``: as it is under allow, else with obscene words masked.
+
+        A ``draft`` (a reply still being written) also holds back its unfinished last word under mask and avoid.
+        """
+        if mode == ALLOW:
+            return text
+        return self._profanity.mask_draft(text) if draft else self._profanity.mask(text)
+
+    async def _generate_clean(self, request: Request, mode: str, *, background: bool = False) -> Outcome:
+        """Generate ``request`` and apply the mode: mask stars obscene words, avoid first asks again.
+
+        A first try that timed out is returned as it is, for the caller to raise.
+        """
+        outcome = await self._submit(request, background=background)
+        if mode == ALLOW or outcome.timed_out or not self._profanity.contains(outcome.text):
+            return outcome
+        if mode == AVOID and (retry := await self._clean_retry(request, background)) is not None:
+            return retry
+        return Outcome(self._profanity.mask(outcome.text))
+
+    async def _clean_retry(self, request: Request, background: bool) -> Outcome | None:
+        """Ask again for a text whose first try swore: the first clean try, or None when every one swore.
+
+        The same request goes through the same pool, so retries batch with other requests, keep its deadline
+        and stop at a full queue; AVOID_TRIES counts the first try.
+        """
+        tries = 1
+        while tries < AVOID_TRIES and time.monotonic() < request.deadline:
+            try:
+                retry = await self._submit(request, background=background)
+            except BusyError:
+                break
+            tries += 1
+            if retry.timed_out:
+                break
+            if retry.text and not self._profanity.contains(retry.text):
+                logger.debug("profanity: try %d of %d was clean", tries, AVOID_TRIES)
+                return retry
+        logger.debug("profanity: %d tries swore; masked", tries)
+        return None
+
     async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
         """Reply to ``text`` from ``author`` in ``chat_id``, in the light of the chat's history.
 
@@ -197,11 +247,13 @@ class ReplyGenerator:
         clean = self.model.clean_user_text(text)
         if not clean:
             raise EmptyMessageError(text)
-        context_turns, style = self._settings.chat_choices(self._store.preferences(chat_id))
+        preferences = self._store.preferences(chat_id)
+        context_turns, style = self._settings.chat_choices(preferences)
         history = self._store.recent_turns(chat_id, _HISTORY_WINDOW)
         turns = merge_turns([*history, Turn(author, clean)])[-context_turns:]
         sampling = with_values(self.tasks[CHAT].sampling, STYLES[style])
-        outcome = await self._submit(self._request(CHAT, tuple(turns), sampling))
+        request = self._request(CHAT, tuple(turns), sampling)
+        outcome = await self._generate_clean(request, self._settings.profanity_for(preferences))
         if outcome.timed_out:
             raise ReplyTimeoutError(f"generation for chat {chat_id} ran past {self._timeout} s")
         if not outcome.text:
@@ -219,19 +271,22 @@ class ReplyGenerator:
         if clean:
             self._store.add_turns(chat_id, [Turn(author, clean)])
 
-    async def compose(self, task: str, topic: str, *, background: bool = False) -> ChatReply:
+    async def compose(
+        self, task: str, topic: str, *, background: bool = False, profanity: str | None = None
+    ) -> ChatReply:
         """A toast or horoscope about ``topic`` (a holiday, a sign); its text is "" when the model had none.
 
         Not a turn of any chat's history. ``background`` work (the daily horoscopes) waits for every
-        interactive request. Raises EmptyMessageError when nothing of the topic is left once special
-        tokens are removed, BusyError and ReplyTimeoutError.
+        interactive request. ``profanity`` is the mode its reader chose (None: PROFANITY). Raises
+        EmptyMessageError when nothing of the topic is left once special tokens are removed, BusyError
+        and ReplyTimeoutError.
         """
         job = self.tasks[task]
         clean = job.backend.clean_user_text(topic)
         if not clean:
             raise EmptyMessageError(topic)
         request = self._request(task, (request_turn(task, clean),))
-        outcome = await self._submit(request, background=background)
+        outcome = await self._generate_clean(request, profanity or self._settings.profanity, background=background)
         if outcome.timed_out:
             raise ReplyTimeoutError(f"{task} about {clean!r} ran past {self._timeout} s")
         return ChatReply(outcome.text, context=request.turns)

@@ -27,6 +27,8 @@ from dotenv import dotenv_values
 from inference.backend import is_hub_id
 from inference.dialogue import MAX_CONTEXT_TURNS
 from inference.modes import CHAT, HOROSCOPE, TOAST
+from inference.profanity import MODES as PROFANITY_MODES
+from inference.profanity import read_word_list
 from inference.sampling import SAMPLING_FIELDS, STYLES
 
 if TYPE_CHECKING:
@@ -86,6 +88,8 @@ class Settings:
     shutdown_timeout: float = 30.0
     recovery_max_age: float = 3600.0
     feedback: str = "off"
+    profanity: str = "allow"
+    blocked_words: str = ""
     daily_time: time = time(9, 0)
     timezone: str = "Europe/Moscow"
     log_level: str = "info"
@@ -116,6 +120,10 @@ class Settings:
     def reply_chance_for(self, preferences: ChatPreferences) -> float:
         """How likely the bot answers a group message not addressed to it: the group's choice, else REPLY_CHANCE."""
         return self.reply_chance if preferences.reply_chance is None else preferences.reply_chance
+
+    def profanity_for(self, preferences: ChatPreferences) -> str:
+        """A chat's way with obscene words (allow, mask, avoid): its own choice, else PROFANITY."""
+        return preferences.profanity if preferences.profanity in PROFANITY_MODES else self.profanity
 
 
 def _int(value: str) -> int:
@@ -231,6 +239,12 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
         "off, on (chat replies) or all (toasts and horoscopes too)",
         lambda v: True,
     ),
+    "profanity": (
+        _choice(*PROFANITY_MODES),
+        "allow, mask (obscene words as х**) or avoid (ask the model again, then mask)",
+        lambda v: True,
+    ),
+    "blocked_words": (_strip, "the path of a text file with one word or phrase a line", lambda v: True),
     "recovery_max_age": (float, "a number of seconds of 0 or more (0: no limit)", lambda v: v >= 0),
     "log_level": (_choice("debug", "info", "warning", "error"), "DEBUG, INFO, WARNING or ERROR", lambda v: True),
 }
@@ -238,7 +252,8 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
 
 _KNOWN = {field.name.upper() for field in fields(Settings)}
 # Settings that name a file or folder: "~" is expanded, and relative ones in a settings file follow that file.
-_PATHS = ("model_path", "toast_model_path", "horoscope_model_path", "db_path")
+_MODEL_PATHS = ("model_path", "toast_model_path", "horoscope_model_path")
+_PATHS = (*_MODEL_PATHS, "db_path", "blocked_words")
 
 
 def _unknown_setting(path: Path, name: str) -> ConfigError:
@@ -290,6 +305,19 @@ def _resolve_path(value: str, folder: Path | None, model: bool) -> str:
     return str(folder / path)
 
 
+def _check_word_list(path: str) -> None:
+    """Fail with one line unless BLOCKED_WORDS names a readable UTF-8 text file."""
+    try:
+        read_word_list(path)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(f"BLOCKED_WORDS must be a text file, one word or phrase a line: {path}: {reason}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"BLOCKED_WORDS: {path} is not UTF-8 text (byte {error.start} is not): save it as UTF-8"
+        ) from None
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     env_file: Path | None = PROJECT_DIR / ".env",
@@ -317,7 +345,7 @@ def load_settings(
             shown = "(hidden)" if field.name in _SECRETS else repr(raw)
             raise ConfigError(f"{field.name.upper()} must be {expected}, got {shown}")
         if field.name in _PATHS and value:
-            value = _resolve_path(value, folder, model=field.name != "db_path")
+            value = _resolve_path(value, folder, model=field.name in _MODEL_PATHS)
         values[field.name] = value
     if values.get("webhook_url"):
         if not values.get("webhook_secret"):
@@ -332,6 +360,8 @@ def load_settings(
                 "with BACKEND=openai the server's model does every task: leave TOAST_MODEL_PATH and "
                 "HOROSCOPE_MODEL_PATH empty"
             )
+    if values.get("blocked_words"):
+        _check_word_list(values["blocked_words"])
     token = values.get("bot_token", "")
     if token and (":" not in token or any(ch.isspace() for ch in token)):
         raise ConfigError("BOT_TOKEN does not look like a bot token (expected digits:letters from @BotFather)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 BOT_AUTHOR = "bot"
@@ -23,11 +23,13 @@ CREATE INDEX IF NOT EXISTS turns_by_age ON turns (created_at);
 CREATE TABLE IF NOT EXISTS chat_settings (
     chat_id INTEGER PRIMARY KEY,
     context_turns INTEGER,
-    style TEXT
+    style TEXT,
+    reply_chance REAL,
+    profanity TEXT
 );
 """
-# Columns added to a table since its first version: a database made before gets them at start-up.
-_ADDED_COLUMNS = (("chat_settings", "reply_chance", "REAL"),)
+# Columns added to a table after its first release: a database made before gets them when it is opened.
+_ADDED_COLUMNS = (("chat_settings", "reply_chance", "REAL"), ("chat_settings", "profanity", "TEXT"))
 
 
 class StoreError(RuntimeError):
@@ -62,6 +64,7 @@ class ChatPreferences:
     context_turns: int | None = None
     style: str | None = None
     reply_chance: float | None = None
+    profanity: str | None = None
 
 
 def _explain(path: Path, error: Exception) -> str:
@@ -145,7 +148,7 @@ class ChatStore:
     def preferences(self, chat_id: int) -> ChatPreferences:
         """The chat's own settings (defaults where it has none)."""
         row = self._db.execute(
-            "SELECT context_turns, style, reply_chance FROM chat_settings WHERE chat_id = ?", (chat_id,)
+            "SELECT context_turns, style, reply_chance, profanity FROM chat_settings WHERE chat_id = ?", (chat_id,)
         ).fetchone()
         return ChatPreferences(*row) if row else ChatPreferences()
 
@@ -153,10 +156,10 @@ class ChatStore:
         """Save the chat's settings."""
         with self._db:
             self._db.execute(
-                "INSERT INTO chat_settings (chat_id, context_turns, style, reply_chance) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (chat_id) DO UPDATE SET context_turns = excluded.context_turns, style = excluded.style, "
-                "reply_chance = excluded.reply_chance",
-                (chat_id, preferences.context_turns, preferences.style, preferences.reply_chance),
+                "INSERT INTO chat_settings (chat_id, context_turns, style, reply_chance, profanity) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (chat_id) DO UPDATE SET context_turns = excluded.context_turns, "
+                "style = excluded.style, reply_chance = excluded.reply_chance, profanity = excluded.profanity",
+                (chat_id, *astuple(preferences)),
             )
 
     def chat_count(self) -> int:

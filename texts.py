@@ -60,6 +60,10 @@ CONTEXT_LESS = "−"
 CONTEXT_MORE = "+"
 CHOSEN_MARK = "✓ "
 STYLE_NAMES = {"lively": "Живой", "calm": "Спокойный"}
+# PROFANITY: the line /settings adds for it, and its buttons.
+PROFANITY_SETTING = "\nМат: {profanity}"
+PROFANITY_NAMES = {"allow": "можно", "mask": "звёздочками", "avoid": "стараюсь без него"}
+PROFANITY_BUTTONS = {"allow": "Мат можно", "mask": "Мат: х**", "avoid": "Без мата"}
 SETTINGS_SAVED = "Сохранено"
 SETTINGS_EXPIRED = "Это сообщение устарело, вызови /settings ещё раз."
 CONTEXT_RANGE = "Укажи число реплик от 1 до {maximum}, например: /context 3"

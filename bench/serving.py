@@ -26,6 +26,7 @@ Run it from the project's folder as a module:
     python -m bench.serving --backend transformers --dtype bfloat16
     python -m bench.serving --device cuda
     python -m bench.serving --backend openai --url http://gpu-box:8000/v1 --model-dir saved_model
+    python -m bench.serving --profanity avoid         # PROFANITY=avoid against allow at 16 chats (bench/profanity.py)
 """
 
 from __future__ import annotations
@@ -499,6 +500,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--url", help="with --backend openai: the server's /v1 URL (INFERENCE_URL)")
     parser.add_argument("--api-key", default="", help="with --backend openai: INFERENCE_API_KEY")
     parser.add_argument("--served-model", default="", help="with --backend openai: INFERENCE_MODEL")
+    parser.add_argument(
+        "--profanity",
+        choices=("avoid",),
+        help="instead: the batched path with PROFANITY=avoid against allow, on a model that swears in half its replies",
+    )
     args = parser.parse_args(argv)
     if args.backend == "openai" and not args.url:
         parser.error("--backend openai needs --url, e.g. http://gpu-box:8000/v1")
@@ -611,6 +617,10 @@ def main(argv: Sequence[str] | None = None) -> BenchReport:
     args = parse_args(argv)
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
+    if args.profanity:
+        from bench.profanity import avoid_report  # it imports this module
+
+        return avoid_report(args)
     started = time.perf_counter()
     with _model_dir(args.model_dir) as (model_dir, source), tempfile.TemporaryDirectory(prefix="bench_db_") as db_dir:
         base = batched_settings(args, model_dir, Path(db_dir))

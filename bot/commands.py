@@ -18,6 +18,7 @@ from bot.inbox import Inbox
 from bot.stats import BotStats
 from bot.subscriptions import Subscriptions
 from inference.dialogue import MAX_CONTEXT_TURNS, parse_context_turns
+from inference.profanity import MODES as PROFANITY_MODES
 from inference.sampling import STYLES
 from settings import Settings
 from store import ChatPreferences, ChatStore
@@ -63,10 +64,16 @@ def settings_view(
     for name in STYLES:
         mark = texts.CHOSEN_MARK if name == style else ""
         keyboard.button(text=mark + texts.STYLE_NAMES[name], callback_data=SettingsChange(name="style", value=name))
-    rows = [3 - (context_turns == 1) - (context_turns == MAX_CONTEXT_TURNS), len(STYLES)]
+    profanity = settings.profanity_for(preferences)
+    for mode in PROFANITY_MODES:
+        mark = texts.CHOSEN_MARK if mode == profanity else ""
+        keyboard.button(
+            text=mark + texts.PROFANITY_BUTTONS[mode], callback_data=SettingsChange(name="profanity", value=mode)
+        )
+    rows = [3 - (context_turns == 1) - (context_turns == MAX_CONTEXT_TURNS), len(STYLES), len(PROFANITY_MODES)]
     text = texts.SETTINGS.format(
         turns=context_turns, turns_word=texts.plural(context_turns, texts.TURNS_WORD), style=texts.STYLE_NAMES[style]
-    )
+    ) + texts.PROFANITY_SETTING.format(profanity=texts.PROFANITY_NAMES[profanity])
     if group:
         chance = settings.reply_chance_for(preferences)
         for choice in REPLY_CHANCES:
@@ -151,6 +158,8 @@ async def change_setting(
         preferences = replace(preferences, style=callback_data.value)
     elif callback_data.name == "chance" and callback_data.value in chances and not is_private(message):
         preferences = replace(preferences, reply_chance=chances[callback_data.value])
+    elif callback_data.name == "profanity" and callback_data.value in PROFANITY_MODES:
+        preferences = replace(preferences, profanity=callback_data.value)
     store.set_preferences(message.chat.id, preferences)
     text, keyboard = await _view(message, preferences, bot, settings)
     if text != message.text:

@@ -45,8 +45,12 @@ _OTHER = "other"
 class Composes(Protocol):
     """What these handlers need of the generator."""
 
-    async def compose(self, task: str, topic: str) -> ChatReply:
-        """A toast or horoscope about the topic (its text "" when the model had none)."""
+    async def compose(self, task: str, topic: str, *, profanity: str | None = None) -> ChatReply:
+        """A toast or horoscope about the topic (its text "" when the model had none), in the profanity mode given."""
+        ...
+
+    def profanity_mode(self, chat_id: int) -> str:
+        """How the chat takes obscene words: allow, mask or avoid."""
         ...
 
 
@@ -132,8 +136,9 @@ class Composer:
             name = sign.name
             title = texts.HOROSCOPE_TITLE.format(symbol=sign.symbol, name=sign.name)
             fallback = texts.FALLBACK_HOROSCOPE
+        profanity = self.generator.profanity_mode(message.chat.id)
         async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
-            composed = await self.generator.compose(task, name)
+            composed = await self.generator.compose(task, name, profanity=profanity)
         keyboard = composed_keyboard(task, topic)
         if composed.text and self.feedback_mode == EVERYTHING:
             keyboard = with_votes(self.feedback, message.chat.id, composed, keyboard)

@@ -85,6 +85,10 @@ class Subscriptions:
                 "UPDATE OR REPLACE subscriptions SET chat_id = ? WHERE chat_id = ?", (new_chat_id, old_chat_id)
             )
 
+    def chats_of(self, sign: str) -> list[int]:
+        """The chats subscribed to this sign's horoscope."""
+        return [row[0] for row in self._db.execute("SELECT chat_id FROM subscriptions WHERE sign = ?", (sign,))]
+
     def due(self, today: date, now: time) -> list[Subscription]:
         """Subscriptions whose time today has come and that were not sent today, earliest time first.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -32,14 +33,19 @@ TINY_TEXTS = [
 
 
 def build_tiny_model(
-    directory: Path, seed: int = 0, n_embd: int = 32, n_layer: int = 2, n_positions: int = 128
+    directory: Path,
+    seed: int = 0,
+    n_embd: int = 32,
+    n_layer: int = 2,
+    n_positions: int = 128,
+    texts: Sequence[str] = TINY_TEXTS,
 ) -> Path:
-    """Write a tiny GPT-2 with a byte-level BPE tokenizer that has the ruDialoGPT speaker tokens."""
+    """Write a tiny GPT-2 with a byte-level BPE tokenizer, learnt from ``texts``, with the ruDialoGPT speaker tokens."""
     import torch
 
     from training.modeling import new_model, new_tokenizer
 
-    tokenizer = new_tokenizer(TINY_TEXTS * 4, vocab_size=400, min_frequency=1)
+    tokenizer = new_tokenizer(list(texts) * 4, vocab_size=400, min_frequency=1)
     torch.manual_seed(seed)
     # Untied, so a random model does not just repeat its last input token (the speaker token).
     model = new_model(
@@ -50,31 +56,37 @@ def build_tiny_model(
     return directory
 
 
-def build_answering_model(directory: Path, words: int = 6) -> Path:
+def build_answering_model(directory: Path, words: int = 6, answers: Sequence[str] = ()) -> Path:
     """A tiny model that always answers one word, whatever the prompt and the sampling, then ends its turn.
 
     Its blocks add nothing, so each next token depends only on the last one (a bigram table): after the
     bot's speaker token comes a word, each of ``words`` candidates far likelier than the next (a word the
     no-repeat-n-gram rule bans gives way to the next one), and after a word comes a speaker token.
     With ``words=0`` the speaker token comes at once: a model that never has anything to say.
+    ``answers`` names the candidate words instead, likeliest first (each becomes one token).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER
 
-    build_tiny_model(directory)
+    build_tiny_model(directory, texts=[*TINY_TEXTS, *answers * 8])  # often enough to be one token each
     tokenizer = AutoTokenizer.from_pretrained(directory)
     model = AutoModelForCausalLM.from_pretrained(directory)
     bot_turn, *speakers = tokenizer.convert_tokens_to_ids([SECOND_SPEAKER, FIRST_SPEAKER, SECOND_SPEAKER])
-    answers = [
-        token_id
-        for token, token_id in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
-        if len(text := tokenizer.decode([token_id])) > 2 and text[0] == " " and text[1:].isalpha()
-    ][:words]
-    assert len(answers) == words, "the tiny tokenizer has too few whole words"
+    if answers:
+        answer_ids = [tokenizer.encode(f" {word}") for word in answers]
+        assert all(len(ids) == 1 for ids in answer_ids), f"each answer must be one token: {answer_ids}"
+        answer_ids = [ids[0] for ids in answer_ids]
+    else:
+        answer_ids = [
+            token_id
+            for token, token_id in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+            if len(text := tokenizer.decode([token_id])) > 2 and text[0] == " " and text[1:].isalpha()
+        ][:words]
+        assert len(answer_ids) == words, "the tiny tokenizer has too few whole words"
     # What follows the bot's speaker token: the words, likeliest first, or (a silent model) the end of the turn.
-    starts = answers or speakers
+    starts = answer_ids or speakers
     with torch.no_grad():
         for block in model.transformer.h:
             for projection in (block.attn.c_proj, block.mlp.c_proj):
@@ -85,7 +97,7 @@ def build_answering_model(directory: Path, words: int = 6) -> Path:
         model.lm_head.weight.zero_()
         # Dimension 0 marks "the bot's turn starts", dimension 1 "a word was said".
         model.transformer.wte.weight[bot_turn, 0] = 1.0
-        model.transformer.wte.weight[answers, 1] = 1.0
+        model.transformer.wte.weight[answer_ids, 1] = 1.0
         for rank, token_id in enumerate(starts):
             model.lm_head.weight[token_id, 0] = 12.0 - 2.0 * rank
         model.lm_head.weight[speakers, 1] = torch.tensor([12.0, 10.0])
@@ -97,6 +109,12 @@ def build_answering_model(directory: Path, words: int = 6) -> Path:
 def answering_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model that always answers (one word), so checks of stored replies always run."""
     return build_answering_model(tmp_path_factory.mktemp("answering_model"))
+
+
+@pytest.fixture(scope="session")
+def swearing_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model whose every answer is one obscene word ("сука")."""
+    return build_answering_model(tmp_path_factory.mktemp("swearing_model"), answers=["сука", "блядь"])
 
 
 @pytest.fixture(scope="session")

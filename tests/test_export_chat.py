@@ -369,3 +369,33 @@ def test_the_command_line_says_what_is_missing(
     with pytest.raises(SystemExit) as exited:
         export_chat.main([str(tmp_path / "result.json"), *args])
     assert exited.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_clean_drops_the_windows_whose_response_swears(tmp_path: Path) -> None:
+    chat = [
+        message(1, "alice", "как дела?"),
+        message(2, "bob", "да ну нахуй"),
+        message(3, "alice", "что за х.у.й.н.я?"),
+        message(4, "bob", "хлебать не перехлебать, скипидар"),  # ordinary words with obscene letters inside
+        message(5, "carol", "Бл@ть"),
+    ]
+    export = write_export(tmp_path / "result.json", {"messages": chat})
+    plain = export_chat.export([export], tmp_path / "all.csv")
+    assert (plain.rows, plain.obscene) == (4, 0)
+    stats = export_chat.export([export], tmp_path / "clean.csv", clean=True)
+    assert (stats.rows, stats.obscene) == (1, 3)
+    # Obscene words may stay in the context: the model learns not to answer in kind.
+    assert read_rows(tmp_path / "clean.csv") == [
+        ("как дела?", "да ну нахуй", "что за х.у.й.н.я?", "хлебать не перехлебать, скипидар")
+    ]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "export_chat.py"), str(export), str(tmp_path / "cli.csv"), "--clean"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrote 1 rows" in done.stderr and "0 duplicates, 3 with obscene words in the response)" in done.stderr
+    only_obscene = write_export(tmp_path / "obscene.json", {"messages": chat[:2]})
+    with pytest.raises(export_chat.ExportError, match="--clean dropped all 1 windows"):
+        export_chat.export([only_obscene], tmp_path / "none.csv", clean=True)

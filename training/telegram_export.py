@@ -83,6 +83,7 @@ class ExportStats:
     duplicates: int = 0
     other_authors: int = 0
     chats: int = 0
+    obscene: int = 0
 
 
 @dataclass(frozen=True)
