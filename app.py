@@ -23,6 +23,7 @@ from bot.access import AllowList
 from bot.daily import send_daily
 from bot.delivery import DailyDelivery, SystemClock
 from bot.feedback_store import FeedbackStore
+from bot.health import Heartbeat, heartbeat_path
 from bot.inbox import Inbox, KeepUntilAnswered, recover
 from bot.middlewares import InFlightUpdates
 from bot.modes import Composer
@@ -177,18 +178,20 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
 
     dispatcher.startup.register(on_startup)
     dispatcher.shutdown.register(on_shutdown)
-    if not settings.webhook_url:
-        await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
-        return
-    await serve_webhook(
-        dispatcher,
-        bot,
-        dispatcher["inbox"],
-        url=settings.webhook_url,
-        secret=settings.webhook_secret,
-        listen=settings.webhook_listen,
-        on_listening=announce,
-    )
+    # Refreshed by this event loop for the container's health check (python -m bot.health), in both modes.
+    async with Heartbeat(heartbeat_path(settings.db_path)):
+        if not settings.webhook_url:
+            await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
+            return
+        await serve_webhook(
+            dispatcher,
+            bot,
+            dispatcher["inbox"],
+            url=settings.webhook_url,
+            secret=settings.webhook_secret,
+            listen=settings.webhook_listen,
+            on_listening=announce,
+        )
 
 
 def daily_deliveries(

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 from inference.backend import ModelLoadError
 from settings import PROJECT_DIR, ConfigError, load_settings
@@ -40,6 +42,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the folder with .env and config.py (default: the folder of main.py, %(default)s)",
     )
     return parser.parse_args(argv)
+
+
+def stop_before_serving(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM before the bot serves (loading the model, say): stop now, with status 0; nothing received is lost."""
+    logger.info("SIGTERM before serving: stopped")
+    raise SystemExit(0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Unhandled, SIGTERM is ignored by a container's PID 1, so `docker stop` during start-up would wait for SIGKILL.
+    # Once the bot serves, its own handler takes over and finishes the replies in flight first.
+    signal.signal(signal.SIGTERM, stop_before_serving)
     try:
         sys.exit(main())
     except KeyboardInterrupt:
