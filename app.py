@@ -146,6 +146,11 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
     async def on_shutdown() -> None:
         for task in background:
             task.cancel()
+        logger.info(
+            "stopping: waiting up to %g s (SHUTDOWN_TIMEOUT) for %d updates in flight",
+            settings.shutdown_timeout,
+            in_flight.count,
+        )
         unfinished = await in_flight.wait(settings.shutdown_timeout)
         if unfinished:
             logger.warning("%d replies still running at shutdown; stopping anyway", unfinished)
