@@ -22,6 +22,7 @@ from bot.access import AllowList
 from bot.daily import send_daily
 from bot.delivery import DailyDelivery, SystemClock
 from bot.feedback_store import FeedbackStore
+from bot.fsm_storage import SQLiteStorage
 from bot.inbox import Inbox, KeepUntilAnswered, recover
 from bot.middlewares import InFlightUpdates
 from bot.modes import Composer
@@ -56,7 +57,10 @@ def create_bot(settings: Settings, session: BaseSession | None = None) -> Bot:
 def create_dispatcher(
     generator: ReplyGenerator, store: ChatStore, admins: AdminNotifier, settings: Settings
 ) -> Dispatcher:
-    """A Dispatcher with the bot's router, the inbox, the allow-list and their dependencies in the workflow data."""
+    """A Dispatcher with the bot's router, the inbox, the allow-list and their dependencies in the workflow data.
+
+    FSM state (a question the bot asked) is kept in the bot's database, so it outlives a restart.
+    """
     subscriptions = Subscriptions(store.connection)
     stats = BotStats(
         model_summary=describe_models(generator),
@@ -67,6 +71,7 @@ def create_dispatcher(
     feedback = FeedbackStore(store.connection)
     composer = Composer(generator, stats, feedback, settings.feedback)
     dispatcher = Dispatcher(
+        storage=SQLiteStorage(store.connection),
         generator=generator,
         store=store,
         admins=admins,
