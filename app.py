@@ -23,6 +23,7 @@ from bot.access import AllowList
 from bot.daily import send_daily
 from bot.delivery import DailyDelivery, SystemClock
 from bot.feedback_store import FeedbackStore
+from bot.fsm_storage import SQLiteStorage
 from bot.health import Heartbeat, heartbeat_path
 from bot.inbox import Inbox, KeepUntilAnswered, recover
 from bot.middlewares import InFlightUpdates
@@ -66,6 +67,8 @@ def create_dispatcher(
     """A Dispatcher with the bot's router, the inbox, the allow-list and their dependencies in the workflow data.
 
     ``dice`` decides which group messages nobody addressed get an answer (REPLY_CHANCE); tests seed it.
+
+    FSM state (a question the bot asked) is kept in the bot's database, so it outlives a restart.
     """
     subscriptions = Subscriptions(store.connection)
     stats = BotStats(
@@ -77,6 +80,7 @@ def create_dispatcher(
     feedback = FeedbackStore(store.connection)
     composer = Composer(generator, stats, feedback, settings.feedback)
     dispatcher = Dispatcher(
+        storage=SQLiteStorage(store.connection),
         generator=generator,
         store=store,
         admins=admins,
@@ -169,6 +173,11 @@ async def run_bot(settings: Settings, generator: ReplyGenerator, store: ChatStor
     async def on_shutdown() -> None:
         for task in background:
             task.cancel()
+        logger.info(
+            "stopping: waiting up to %g s (SHUTDOWN_TIMEOUT) for %d updates in flight",
+            settings.shutdown_timeout,
+            in_flight.count,
+        )
         unfinished = await in_flight.wait(settings.shutdown_timeout)
         if unfinished:
             logger.warning("%d replies still running at shutdown; stopping anyway", unfinished)

@@ -74,6 +74,8 @@ QUICK_CHATS = (1, 16)
 # Measured rounds per chat count: more for few chats (cheap, and their median needs samples).
 DEFAULT_ROUNDS = {1: 10, 4: 3, 16: 3, 32: 2}
 HISTORY_WINDOW = 64
+# The inbox keys updates on the bot they came to; the benchmark is one bot.
+BENCH_BOT_ID = 1
 
 # The local engines --backend takes (BACKEND=openai is a remote server, measured by its own tools).
 ENGINES = ("ctranslate2", "transformers", "openai")
@@ -166,14 +168,14 @@ class BotPath:
     async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
         """Keep the message, then generate its reply."""
         update_id = next(self._update_ids)
-        self._inbox.receive(message_update(update_id, chat_id, text))
+        self._inbox.receive(BENCH_BOT_ID, message_update(update_id, chat_id, text))
         self._received[chat_id] = update_id
         return await self._generator.reply(chat_id, text, author)
 
     def remember(self, chat_id: int, reply: ChatReply) -> None:
         """Add the reply to the history, and mark the message done."""
         self._generator.remember(chat_id, reply)
-        self._inbox.done(self._received.pop(chat_id))
+        self._inbox.done(BENCH_BOT_ID, self._received.pop(chat_id))
 
 
 def message_update(update_id: int, chat_id: int, text: str) -> Update:
@@ -191,8 +193,8 @@ def inbox_cost(db_path: Path, messages: int = 500) -> float:
         costs = []
         for update_id in range(1, messages + 1):
             started = time.perf_counter()
-            inbox.receive(message_update(update_id, 1, "привет, как дела?"))
-            inbox.done(update_id)
+            inbox.receive(BENCH_BOT_ID, message_update(update_id, 1, "привет, как дела?"))
+            inbox.done(BENCH_BOT_ID, update_id)
             costs.append(time.perf_counter() - started)
     finally:
         store.close()

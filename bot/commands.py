@@ -14,6 +14,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 import texts
 from bot.access import is_private, may_change_settings, sees_group_talk
 from bot.feedback_store import FeedbackStore, Share
+from bot.fsm_storage import SQLiteStorage
 from bot.inbox import Inbox
 from bot.stats import BotStats
 from bot.subscriptions import Subscriptions
@@ -186,6 +187,7 @@ async def forget(
     inbox: Inbox,
     subscriptions: Subscriptions,
     feedback: FeedbackStore,
+    fsm_storage: SQLiteStorage,
 ) -> None:
     """Delete the chat's history and settings once confirmed (a group's admins only)."""
     message = await _message_to_change(query, bot)
@@ -196,6 +198,7 @@ async def forget(
         inbox.forget_chat(message.chat.id)
         subscriptions.cancel(message.chat.id)
         feedback.forget_chat(message.chat.id)
+        fsm_storage.forget_chat(message.chat.id)
     await message.edit_text(texts.FORGOTTEN if callback_data.confirmed else texts.FORGET_CANCELLED)
     await query.answer()
 

@@ -5,6 +5,10 @@ acknowledged), before its answer exists. So the inbox keeps each message and but
 handling ends (an answer, or a definite refusal such as "busy", was sent); at the next start whatever
 is left is handled again, in each chat's order, as a reply to the original message. Done updates keep
 their id (not their text) for a day, so one that Telegram delivers twice is answered once.
+
+Update ids are numbered per bot, so the inbox keys each update on the bot's id (the numeric part of its
+token) too: a BOT_TOKEN changed to another bot on the same database neither answers the old bot's
+leftovers nor takes the new bot's updates for ones handled already. The old bot's leftovers wait for it.
 """
 
 from __future__ import annotations
@@ -37,16 +41,31 @@ DONE_KEPT_SECONDS = 86400.0
 # Start-ups at which an update may be handled again before it is given up (a poison update can't loop forever).
 MAX_ATTEMPTS = 3
 
-_SCHEMA = """
+# The bot of rows written before the inbox named bots: the first bot that starts takes them as its own.
+UNNAMED_BOT = 0
+
+_TABLE = """
 CREATE TABLE IF NOT EXISTS inbox (
-    update_id INTEGER PRIMARY KEY,
+    bot_id INTEGER NOT NULL,
+    update_id INTEGER NOT NULL,
     chat_id INTEGER,
     payload TEXT,
     received_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    done_at REAL
+    done_at REAL,
+    PRIMARY KEY (bot_id, update_id)
 );
-CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (done_at, update_id);
+"""
+_INDEX = "CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (bot_id, done_at, update_id);"
+# An inbox of a bot before this version, keyed on update_id alone, moved into the new table in one transaction.
+_ADD_BOT_IDS = f"""
+BEGIN;
+ALTER TABLE inbox RENAME TO inbox_without_bot_ids;
+{_TABLE}
+INSERT INTO inbox (bot_id, update_id, chat_id, payload, received_at, attempts, done_at)
+    SELECT {UNNAMED_BOT}, update_id, chat_id, payload, received_at, attempts, done_at FROM inbox_without_bot_ids;
+DROP TABLE inbox_without_bot_ids;
+COMMIT;
 """
 
 
@@ -72,35 +91,50 @@ def sent_at(payload: dict[str, Any]) -> float | None:
 
 
 class Inbox:
-    """The ``inbox`` table: updates received and not yet done, and the ids of recently done ones."""
+    """The ``inbox`` table: each bot's updates received and not yet done, and the ids of its recently done ones."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
-        self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(inbox)")}
+        if columns and "bot_id" not in columns:
+            try:
+                self._db.executescript(_ADD_BOT_IDS)
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.rollback()
+                raise
+        self._db.executescript(_TABLE + _INDEX)
 
-    def receive(self, update: Update) -> bool:
-        """Record an update before it is handled; False if it was received before (a second delivery)."""
+    def receive(self, bot_id: int, update: Update) -> bool:
+        """Record a bot's update before it is handled; False if it was received before (a second delivery)."""
         payload = update.model_dump_json(exclude_none=True)
         with self._db:
             cursor = self._db.execute(
-                "INSERT OR IGNORE INTO inbox (update_id, chat_id, payload, received_at) VALUES (?, ?, ?, ?)",
-                (update.update_id, chat_of(update.event), payload, time.time()),
+                "INSERT OR IGNORE INTO inbox (bot_id, update_id, chat_id, payload, received_at) VALUES (?, ?, ?, ?, ?)",
+                (bot_id, update.update_id, chat_of(update.event), payload, time.time()),
             )
         return cursor.rowcount == 1
 
-    def done(self, update_id: int) -> None:
+    def done(self, bot_id: int, update_id: int) -> None:
         """Mark an update handled: its text goes, its id stays a while to recognise a second delivery."""
         with self._db:
             self._db.execute(
-                "UPDATE inbox SET payload = NULL, done_at = ? WHERE update_id = ?", (time.time(), update_id)
+                "UPDATE inbox SET payload = NULL, done_at = ? WHERE bot_id = ? AND update_id = ?",
+                (time.time(), bot_id, update_id),
             )
 
-    def pending(self) -> list[PendingUpdate]:
-        """Updates whose handling never ended, oldest first; each call counts one more attempt."""
+    def pending(self, bot_id: int) -> list[PendingUpdate]:
+        """The bot's updates whose handling never ended, oldest first; each call counts one more attempt.
+
+        Called once per start (by ``recover``): rows written before the inbox named bots become this bot's.
+        """
         with self._db:
-            self._db.execute("UPDATE inbox SET attempts = attempts + 1 WHERE done_at IS NULL")
+            self._db.execute("UPDATE OR IGNORE inbox SET bot_id = ? WHERE bot_id = ?", (bot_id, UNNAMED_BOT))
+            self._db.execute("UPDATE inbox SET attempts = attempts + 1 WHERE bot_id = ? AND done_at IS NULL", (bot_id,))
             rows = self._db.execute(
-                "SELECT update_id, chat_id, payload, attempts FROM inbox WHERE done_at IS NULL ORDER BY update_id"
+                "SELECT update_id, chat_id, payload, attempts FROM inbox WHERE bot_id = ? AND done_at IS NULL "
+                "ORDER BY update_id",
+                (bot_id,),
             ).fetchall()
         return [
             PendingUpdate(update_id, chat_id, json.loads(payload), attempts)
@@ -114,7 +148,7 @@ class Inbox:
             return self._db.execute("DELETE FROM inbox WHERE done_at < ?", (cutoff,)).rowcount
 
     def forget_chat(self, chat_id: int) -> None:
-        """Delete what the inbox holds of a chat (used by /forget)."""
+        """Delete what the inbox holds of a chat, for every bot (used by /forget)."""
         with self._db:
             self._db.execute("DELETE FROM inbox WHERE chat_id = ? AND done_at IS NOT NULL", (chat_id,))
 
@@ -138,11 +172,12 @@ class KeepUntilAnswered(BaseMiddleware):
             return await handler(event, data)
         # Recovered updates and webhook posts (bot.webhook) are in the inbox already.
         already_kept = RECOVERING.get() or data.get("received", False)
-        if not already_kept and not self._inbox.receive(event):
+        bot_id = data["bot"].id
+        if not already_kept and not self._inbox.receive(bot_id, event):
             logger.info("update %s was delivered again; it is answered once", event.update_id)
             return None
         result = await handler(event, data)
-        self._inbox.done(event.update_id)
+        self._inbox.done(bot_id, event.update_id)
         return result
 
 
@@ -161,7 +196,7 @@ async def recover(
     MAX_ATTEMPTS start-ups already is given up.
     """
     by_chat: dict[int | None, list[PendingUpdate]] = defaultdict(list)
-    for pending in inbox.pending():
+    for pending in inbox.pending(bot.id):
         by_chat[pending.chat_id].append(pending)
     slots = asyncio.Semaphore(concurrency)
     now = time.time()
@@ -176,7 +211,7 @@ async def recover(
                     await note_missed(bot, pending.payload)
             else:
                 await dispatcher.feed_raw_update(bot, pending.payload)
-        inbox.done(pending.update_id)
+        inbox.done(bot.id, pending.update_id)
 
     async def handle_chat(updates: list[PendingUpdate]) -> None:
         async with slots:

@@ -89,6 +89,11 @@ class InFlightUpdates(BaseMiddleware):
         finally:
             self._tasks.discard(task)
 
+    @property
+    def count(self) -> int:
+        """Updates being handled now."""
+        return len(self._tasks)
+
     async def wait(self, timeout: float) -> int:
         """Wait up to ``timeout`` seconds for handled updates to finish; returns how many are left."""
         if self._tasks:

@@ -119,6 +119,14 @@ def swearing_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def answering_backend(answering_model_dir: Path):
+    """The always-answering model loaded once, with the transformers backend on the CPU in float32."""
+    from inference.transformers_backend import TransformersBackend
+
+    return TransformersBackend(str(answering_model_dir), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
 def silent_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model that ends its turn at once: every reply is empty."""
     return build_answering_model(tmp_path_factory.mktemp("silent_model"), words=0)

@@ -210,6 +210,56 @@ def test_the_conversion_is_made_once_per_version_of_the_model(tmp_path: Path, ca
     assert changed.generate(requests(*PROMPTS)) != first.generate(requests(*PROMPTS))
 
 
+# A bot process whose conversion stops once written, before it is renamed into place: a process killed part-way.
+STOPS_BEFORE_PUBLISHING = """
+import sys, threading
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import inference.ct2_conversion as conversion
+from inference.ctranslate2_backend import CTranslate2Backend
+
+def stop_here(partial, target):
+    print("written", partial, flush=True)
+    threading.Event().wait()
+
+conversion._publish = stop_here
+CTranslate2Backend(sys.argv[2], cache_dir=Path(sys.argv[3]))
+"""
+
+
+def test_a_conversion_cut_off_part_way_is_removed_and_one_still_running_is_not(
+    tmp_path: Path, tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    caplog.set_level(logging.INFO)
+    command = [sys.executable, "-c", STOPS_BEFORE_PUBLISHING, str(ROOT), str(tiny_model_dir), str(cache)]
+    converting = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        line = converting.stdout.readline()
+        assert line.startswith("written "), line
+        partial = Path(line.removeprefix("written ").strip())
+        assert (partial / "model.bin").is_file()
+        # A second process starting meanwhile converts for itself and leaves the running one's folder alone.
+        first = CTranslate2Backend(str(tiny_model_dir), cache_dir=cache)
+        assert "converting" in caplog.text and (partial / "model.bin").is_file()
+        (made,) = (folder for folder in cache.iterdir() if not folder.name.startswith("."))
+    finally:
+        converting.kill()
+        converting.wait(30)
+    # Leftovers of a bot before this version (its folders were named by process id), and the lock of a
+    # process killed while it loaded the model, before it wrote anything.
+    (old := cache / f".{made.name}.partial-4242").mkdir()
+    (old / "model.bin").write_bytes(b"half of it")
+    (cache / ".other-int8-0123.partial-0a1b2c.lock").touch()
+
+    caplog.clear()
+    again = CTranslate2Backend(str(tiny_model_dir), cache_dir=cache)
+    assert "made earlier" in caplog.text
+    assert f"removed {partial}" in caplog.text and f"removed {old}" in caplog.text
+    assert list(cache.iterdir()) == [made], "nothing else is left"
+    assert again.generate(requests(*PROMPTS)) == first.generate(requests(*PROMPTS))
+
+
 def test_a_model_ctranslate2_cannot_convert_is_one_clear_error(tmp_path: Path, tiny_model_dir: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()

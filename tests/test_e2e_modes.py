@@ -30,7 +30,8 @@ async def answer_to(fake: FakeTelegram, chat: int, action: Callable[[], object])
 async def test_toasts_and_horoscopes_from_buttons_commands_and_more(
     fake: FakeTelegram, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    bot = await start_bot(fake, tmp_path, tiny_model_dir, toast_max_new_tokens=20, horoscope_max_new_tokens=20)
+    settings = {"toast_max_new_tokens": 20, "horoscope_max_new_tokens": 20}
+    bot = await start_bot(fake, tmp_path, tiny_model_dir, **settings)
     try:
         notice = fake.sent_messages(ADMIN)[0]["text"]
         assert f"toast: {tiny_model_dir}" in notice and f"horoscope: {tiny_model_dir}" in notice
@@ -57,6 +58,9 @@ async def test_toasts_and_horoscopes_from_buttons_commands_and_more(
 
         assert (await answer_to(fake, 5, say("/toast")))["text"] == texts.TOAST_MENU
         assert (await answer_to(fake, 5, press(texts.OTHER_HOLIDAY)))["text"] == texts.ASK_HOLIDAY
+        # A redeploy between the question and its answer: the question is still asked.
+        await stop_bot(bot)
+        bot = await start_bot(fake, tmp_path, tiny_model_dir, **settings)
         assert first_line(await answer_to(fake, 5, say("День космонавтики"))) == "🥂 День космонавтики"
         assert first_line(await answer_to(fake, 5, say("/toast Новый год"))) == "🥂 Новый год"
 

@@ -25,8 +25,9 @@ GROUP = -100300
 
 
 @pytest.fixture
-def harness(tiny_backend: TransformersBackend, make_harness) -> Harness:
-    return make_harness(tiny_backend, feedback="on")
+def harness(answering_backend: TransformersBackend, make_harness) -> Harness:
+    # A model that always answers: the buttons go under replies only, never under the fallback for an empty one.
+    return make_harness(answering_backend, feedback="on")
 
 
 def vote_buttons(harness: Harness, chat_id: int) -> list[tuple[str, Vote]]:
@@ -96,16 +97,16 @@ async def test_stats_show_the_share_of_thumbs_up(harness: Harness) -> None:
     assert "Оценки 👍: 67% из 3 сегодня, 67% из 3 всего" in report
 
 
-async def test_feedback_all_puts_thumbs_under_toasts_too(tiny_backend: TransformersBackend, make_harness) -> None:
-    harness = make_harness(tiny_backend, feedback="all", toast_max_new_tokens=10)
+async def test_feedback_all_puts_thumbs_under_toasts_too(answering_backend: TransformersBackend, make_harness) -> None:
+    harness = make_harness(answering_backend, feedback="all", toast_max_new_tokens=10)
     await harness.send(1, "/toast Новый год")
     rows = harness.session.sent(1)[-1].reply_markup.inline_keyboard
     labels = [b.text for row in rows for b in row]
     assert labels[0] == texts.MORE_BUTTON and labels[-2:] == [texts.LIKE, texts.DISLIKE]
 
 
-async def test_without_feedback_there_are_no_buttons(tiny_backend: TransformersBackend, make_harness) -> None:
-    harness = make_harness(tiny_backend)
+async def test_without_feedback_there_are_no_buttons(answering_backend: TransformersBackend, make_harness) -> None:
+    harness = make_harness(answering_backend)
     await harness.send(1, "привет")
     assert harness.session.sent(1)[-1].reply_markup is None
 
