@@ -98,7 +98,7 @@ async def test_with_reply_chance_0_nothing_unaddressed_is_answered_or_kept(
         await say(harness, text, user)
     assert harness.session.sent(GROUP) == [] and history(harness) == [] and recorder.requests == []
     assert dice.rolls == 0
-    assert harness.dispatcher["inbox"].pending() == [], "handled: nothing waits for the next start"
+    assert harness.dispatcher["inbox"].pending(harness.bot.id) == [], "handled: nothing waits for the next start"
 
 
 async def test_unchosen_messages_are_kept_and_marked_done(recorder: RecordingBackend, make_harness) -> None:
@@ -107,7 +107,7 @@ async def test_unchosen_messages_are_kept_and_marked_done(recorder: RecordingBac
     await say(harness, "привет", 22)
     assert harness.session.sent(GROUP) == [] and recorder.requests == []
     assert history(harness) == [Turn("11", "всем привет"), Turn("22", "привет")]
-    assert harness.dispatcher["inbox"].pending() == []
+    assert harness.dispatcher["inbox"].pending(harness.bot.id) == []
 
 
 async def test_the_prompt_of_an_addressed_message_holds_the_talk_before_it(

@@ -127,11 +127,12 @@ async def test_after_a_long_stop_only_messages_that_wait_for_an_answer_get_the_n
     talk, asked = message_update(-100, "просто болтаем", **group), message_update(-100, "@test_bot привет", **group)
     for update in (talk, asked):
         update["message"]["date"] = int(time.time()) - 7200
-        assert inbox_of(harness).receive(Update.model_validate(update)), "received, then the bot was killed"
+        kept = inbox_of(harness).receive(harness.bot.id, Update.model_validate(update))
+        assert kept, "received, then the bot was killed"
     assert await recover_now(harness, max_age=3600) == 2
     [note] = harness.session.sent(-100)
     assert note.text == texts.MISSED_WHILE_AWAY and reply_target(note) == asked["message"]["message_id"]
-    assert inbox_of(harness).pending() == []
+    assert inbox_of(harness).pending(harness.bot.id) == []
 
 
 # --- one database, several bots ------------------------------------------------------------------------------
