@@ -21,6 +21,7 @@ import texts
 from bot.access import AllowList
 from bot.daily import send_daily
 from bot.delivery import DailyDelivery, SystemClock
+from bot.drafts import Drafts
 from bot.feedback_store import FeedbackStore
 from bot.inbox import Inbox, KeepUntilAnswered, recover
 from bot.middlewares import InFlightUpdates
@@ -65,7 +66,8 @@ def create_dispatcher(
     )
     inbox = Inbox(store.connection)
     feedback = FeedbackStore(store.connection)
-    composer = Composer(generator, stats, feedback, settings.feedback)
+    drafts = Drafts(settings.streaming, settings.draft_interval_ms / 1000)
+    composer = Composer(generator, stats, feedback, settings.feedback, drafts)
     dispatcher = Dispatcher(
         generator=generator,
         store=store,
@@ -76,6 +78,7 @@ def create_dispatcher(
         subscriptions=subscriptions,
         feedback=feedback,
         composer=composer,
+        drafts=drafts,
     )
     dispatcher.update.outer_middleware(KeepUntilAnswered(inbox))
     allow_list = AllowList(settings.allowed_users, settings.allowed_chats)

@@ -19,6 +19,7 @@ from inference.devices import pick_device, pick_engine
 from inference.dialogue import merge_turns
 from inference.modes import CHAT, TASKS, request_turn
 from inference.openai_backend import OpenAIBackend
+from inference.progress import ReplyProgress
 from inference.sampling import STYLES, TASK_DEFAULTS, Sampling, with_values
 from inference.transformers_backend import TransformersBackend
 from settings import Settings
@@ -178,21 +179,28 @@ class ReplyGenerator:
             self._generate([self._request(task, ("привет",))])
         logger.info("warm-up generations took %.2f s", time.perf_counter() - started)
 
-    def _request(self, task: str, turns: tuple[str, ...], sampling: Sampling | None = None) -> Request:
+    def _request(
+        self,
+        task: str,
+        turns: tuple[str, ...],
+        sampling: Sampling | None = None,
+        progress: ReplyProgress | None = None,
+    ) -> Request:
         job = self.tasks[task]
-        return Request(turns, time.monotonic() + self._timeout, sampling or job.sampling, job.backend.name)
+        return Request(turns, time.monotonic() + self._timeout, sampling or job.sampling, job.backend.name, progress)
 
     async def _submit(self, request: Request, *, background: bool = False) -> Outcome:
         return await self._pool.submit(request, key=(request.model, request.sampling), background=background)
 
-    async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
+    async def reply(self, chat_id: int, text: str, author: str, progress: ReplyProgress | None = None) -> ChatReply:
         """Reply to ``text`` from ``author`` in ``chat_id``, in the light of the chat's history.
 
         The caller sends the reply, then calls ``remember``: the history holds only what its users saw,
         so a message answered again after a crash is not in it twice. Callers handle one chat's messages
         one at a time (bot.middlewares.ChatOrder) so its history stays in order. Raises EmptyMessageError,
         BusyError (queue full) and ReplyTimeoutError. An empty generation gives ``ChatReply("")``, which
-        stores nothing: the caller picks what to say instead.
+        stores nothing: the caller picks what to say instead. ``progress`` sees the reply while it is written and
+        may stop it: the reply is then what was written so far (``stopped`` set).
         """
         clean = self.model.clean_user_text(text)
         if not clean:
@@ -201,34 +209,38 @@ class ReplyGenerator:
         history = self._store.recent_turns(chat_id, _HISTORY_WINDOW)
         turns = merge_turns([*history, Turn(author, clean)])[-context_turns:]
         sampling = with_values(self.tasks[CHAT].sampling, STYLES[style])
-        outcome = await self._submit(self._request(CHAT, tuple(turns), sampling))
+        outcome = await self._submit(self._request(CHAT, tuple(turns), sampling, progress))
         if outcome.timed_out:
             raise ReplyTimeoutError(f"generation for chat {chat_id} ran past {self._timeout} s")
         if not outcome.text:
-            return ChatReply("", context=tuple(turns))
-        return ChatReply(outcome.text, (Turn(author, clean), Turn(BOT_AUTHOR, outcome.text)), tuple(turns))
+            return ChatReply("", context=tuple(turns), stopped=outcome.stopped)
+        said = (Turn(author, clean), Turn(BOT_AUTHOR, outcome.text))
+        return ChatReply(outcome.text, said, tuple(turns), outcome.stopped)
 
     def remember(self, chat_id: int, reply: ChatReply) -> None:
         """Add a delivered reply and the message it answers to the chat's history."""
         if reply.turns:
             self._store.add_turns(chat_id, list(reply.turns))
 
-    async def compose(self, task: str, topic: str, *, background: bool = False) -> ChatReply:
+    async def compose(
+        self, task: str, topic: str, *, background: bool = False, progress: ReplyProgress | None = None
+    ) -> ChatReply:
         """A toast or horoscope about ``topic`` (a holiday, a sign); its text is "" when the model had none.
 
         Not a turn of any chat's history. ``background`` work (the daily horoscopes) waits for every
-        interactive request. Raises EmptyMessageError when nothing of the topic is left once special
-        tokens are removed, BusyError and ReplyTimeoutError.
+        interactive request. ``progress`` sees the text while it is written and may stop it, as for ``reply``.
+        Raises EmptyMessageError when nothing of the topic is left once special tokens are removed, BusyError and
+        ReplyTimeoutError.
         """
         job = self.tasks[task]
         clean = job.backend.clean_user_text(topic)
         if not clean:
             raise EmptyMessageError(topic)
-        request = self._request(task, (request_turn(task, clean),))
+        request = self._request(task, (request_turn(task, clean),), progress=progress)
         outcome = await self._submit(request, background=background)
         if outcome.timed_out:
             raise ReplyTimeoutError(f"{task} about {clean!r} ran past {self._timeout} s")
-        return ChatReply(outcome.text, context=request.turns)
+        return ChatReply(outcome.text, context=request.turns, stopped=outcome.stopped)
 
     def forget(self, chat_id: int) -> None:
         """Clear the chat's history."""

@@ -21,6 +21,7 @@ import texts
 from bot.access import AddressedToBot, is_private
 from bot.commands import create_commands_router
 from bot.daily import create_daily_router
+from bot.drafts import Drafts, create_drafts_router
 from bot.feedback import OFF, create_feedback_router, with_votes
 from bot.feedback_store import FeedbackStore
 from bot.middlewares import ChatOrder
@@ -29,6 +30,7 @@ from bot.notify import AdminNotifier
 from bot.replies import send_plain
 from bot.stats import BotStats
 from errors import BusyError, ChatFloodError, EmptyMessageError, ReplyTimeoutError
+from inference.progress import ReplyProgress
 from settings import Settings
 from store import ChatReply
 
@@ -38,7 +40,7 @@ logger = logging.getLogger(__name__)
 class Replier(Protocol):
     """What the handlers need of the generator."""
 
-    async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
+    async def reply(self, chat_id: int, text: str, author: str, progress: ReplyProgress | None = None) -> ChatReply:
         """The model's reply ("" when it had none) and the turns to remember once it is sent."""
         ...
 
@@ -83,14 +85,19 @@ async def chat(
     stats: BotStats,
     settings: Settings,
     feedback: FeedbackStore,
+    drafts: Drafts,
 ) -> None:
-    """Answer free text with the model's reply, showing "typing…" while it is generated."""
+    """Answer free text with the model's reply, showing "typing…" (and in private chats drafts) while it is written."""
     started = time.monotonic()
     author = str(message.from_user.id) if message.from_user else str(message.chat.id)
-    async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
-        reply = await generator.reply(message.chat.id, prompt, author)
+    async with (
+        drafts.show(bot, message) as progress,
+        ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING),
+    ):
+        reply = await generator.reply(message.chat.id, prompt, author, progress)
     votes = with_votes(feedback, message.chat.id, reply) if reply.text and settings.feedback != OFF else None
-    await send_plain(message, reply.text or texts.FALLBACK_REPLY, reply_markup=votes)
+    fallback = texts.STOPPED_EMPTY if reply.stopped else texts.FALLBACK_REPLY
+    await send_plain(message, reply.text or fallback, reply_markup=votes)
     generator.remember(message.chat.id, reply)
     stats.record_reply(message.chat.id, time.monotonic() - started)
 
@@ -158,6 +165,7 @@ def create_router(chat_queue_limit: int) -> Router:
     router.include_router(create_commands_router())
     router.include_router(create_daily_router())
     router.include_router(create_feedback_router())
+    router.include_router(create_drafts_router())
     # One order for a chat's messages and button presses that generate, so their answers can't overtake each other.
     order = ChatOrder(chat_queue_limit)
     modes_router = create_modes_router()

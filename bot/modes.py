@@ -23,11 +23,13 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 import texts
 from bot.buttons import More, composed_keyboard
+from bot.drafts import Drafts
 from bot.feedback import EVERYTHING, with_votes
 from bot.feedback_store import FeedbackStore
 from bot.replies import send_plain
 from bot.stats import BotStats
 from inference.modes import HOLIDAYS, HOROSCOPE, SIGNS, TOAST, parse_sign, sign_by_key, sign_list
+from inference.progress import ReplyProgress
 from store import ChatReply
 
 # A holiday's name longer than this is cut: it is a title, not a story.
@@ -38,7 +40,7 @@ _OTHER = "other"
 class Composes(Protocol):
     """What these handlers need of the generator."""
 
-    async def compose(self, task: str, topic: str) -> ChatReply:
+    async def compose(self, task: str, topic: str, *, progress: ReplyProgress | None = None) -> ChatReply:
         """A toast or horoscope about the topic (its text "" when the model had none)."""
         ...
 
@@ -104,12 +106,13 @@ def sign_keyboard() -> InlineKeyboardMarkup:
 
 @dataclass(frozen=True)
 class Composer:
-    """Generates a toast or horoscope with "typing…" shown and sends it titled, with its buttons."""
+    """Generates a toast or horoscope with "typing…" (and in private chats drafts) shown, and sends it titled."""
 
     generator: Composes
     stats: BotStats
     feedback: FeedbackStore
     feedback_mode: str
+    drafts: Drafts
 
     async def send(self, message: Message, bot: Bot, task: str, topic: str) -> None:
         """Answer ``message`` with a text of ``task`` about ``topic`` (a holiday key or name, a sign key)."""
@@ -125,11 +128,15 @@ class Composer:
             name = sign.name
             title = texts.HOROSCOPE_TITLE.format(symbol=sign.symbol, name=sign.name)
             fallback = texts.FALLBACK_HOROSCOPE
-        async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
-            composed = await self.generator.compose(task, name)
+        async with (
+            self.drafts.show(bot, message) as progress,
+            ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING),
+        ):
+            composed = await self.generator.compose(task, name, progress=progress)
         keyboard = composed_keyboard(task, topic)
         if composed.text and self.feedback_mode == EVERYTHING:
             keyboard = with_votes(self.feedback, message.chat.id, composed, keyboard)
+        fallback = texts.STOPPED_EMPTY if composed.stopped else fallback
         await send_plain(message, f"{title}\n\n{composed.text or fallback}", reply_markup=keyboard)
         self.stats.record_reply(message.chat.id, time.monotonic() - started)
 

@@ -105,26 +105,37 @@ class CTranslate2Backend:
     def generate(self, requests: Sequence[Request]) -> list[Outcome]:
         """Generate one reply per request in a single batched call (all of one sampling)."""
         rows, timed_out = self.generate_ids(requests)
-        return [Outcome(self.codec.decode(row), hit) for row, hit in zip(rows, timed_out, strict=True)]
+        return [
+            request.outcome(self.codec.decode(row), hit)
+            for request, row, hit in zip(requests, rows, timed_out, strict=True)
+        ]
 
     def generate_ids(
         self, requests: Sequence[Request], end_ids: Sequence[int] | None = None
     ) -> tuple[list[list[int]], list[bool]]:
         """The new token ids of each request's row (its stop token left out) and whether its deadline cut it.
 
+        A request's progress sees its row's text as it grows, and its stop ends that row.
         ``end_ids`` replaces the stop tokens (both speaker tokens) where a test needs others.
         """
         started = time.perf_counter()
         sampling = requests[0].sampling
         prompts = [self.codec.prompt_ids(r.turns, self.max_positions - sampling.max_new_tokens) for r in requests]
         deadlines = [request.deadline for request in requests]
+        progresses = [request.progress for request in requests]
         hit = [False] * len(requests)
+        so_far: list[list[int]] = [[] for _ in requests]
 
-        def past_deadline(step: ctranslate2.GenerationStepResult) -> bool:
-            # Runs after each token of each row; True ends that row alone.
-            if time.monotonic() >= deadlines[step.batch_id]:
-                hit[step.batch_id] = True
-            return hit[step.batch_id]
+        def after_token(step: ctranslate2.GenerationStepResult) -> bool:
+            # Runs after each token of each row (the prompt's own tokens excluded); True ends that row alone.
+            row, progress = step.batch_id, progresses[step.batch_id]
+            if progress is not None:
+                so_far[row].append(step.token_id)
+                if progress.poll(lambda: self.codec.decode(so_far[row])):
+                    return True
+            if time.monotonic() >= deadlines[row]:
+                hit[row] = True
+            return hit[row]
 
         results = self.generator.generate_batch(
             [[self._vocabulary[token] for token in prompt] for prompt in prompts],
@@ -133,7 +144,7 @@ class CTranslate2Backend:
             end_token=list(end_ids if end_ids is not None else self.tokens.speakers),
             # The pad token is never a word of a reply.
             suppress_sequences=[[self._vocabulary[self.tokens.pad]]],
-            callback=past_deadline,
+            callback=after_token,
             **self._sampling_options(sampling),
         )
         rows = [result.sequences_ids[0] for result in results]

@@ -50,13 +50,15 @@ def build_tiny_model(
     return directory
 
 
-def build_answering_model(directory: Path, words: int = 6) -> Path:
+def build_answering_model(directory: Path, words: int = 6, *, endless: bool = False) -> Path:
     """A tiny model that always answers one word, whatever the prompt and the sampling, then ends its turn.
 
     Its blocks add nothing, so each next token depends only on the last one (a bigram table): after the
     bot's speaker token comes a word, each of ``words`` candidates far likelier than the next (a word the
     no-repeat-n-gram rule bans gives way to the next one), and after a word comes a speaker token.
     With ``words=0`` the speaker token comes at once: a model that never has anything to say.
+    With ``endless`` every token is followed by a word (or, where every word is banned, some other ordinary
+    token), never by a special token: a model that writes words until its new-token limit.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -88,7 +90,14 @@ def build_answering_model(directory: Path, words: int = 6) -> Path:
         model.transformer.wte.weight[answers, 1] = 1.0
         for rank, token_id in enumerate(starts):
             model.lm_head.weight[token_id, 0] = 12.0 - 2.0 * rank
-        model.lm_head.weight[speakers, 1] = torch.tensor([12.0, 10.0])
+        if endless:
+            model.transformer.wte.weight[:, 1] = 1.0
+            model.transformer.wte.weight[bot_turn, 1] = 0.0
+            for rank, token_id in enumerate(answers):
+                model.lm_head.weight[token_id, 1] = 12.0 - 0.5 * rank
+            model.lm_head.weight[[*speakers, *tokenizer.all_special_ids], 1] = -20.0
+        else:
+            model.lm_head.weight[speakers, 1] = torch.tensor([12.0, 10.0])
     model.save_pretrained(directory)
     return directory
 
@@ -97,6 +106,12 @@ def build_answering_model(directory: Path, words: int = 6) -> Path:
 def answering_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model that always answers (one word), so checks of stored replies always run."""
     return build_answering_model(tmp_path_factory.mktemp("answering_model"))
+
+
+@pytest.fixture(scope="session")
+def endless_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model that never ends its turn: its replies are words up to their new-token limit."""
+    return build_answering_model(tmp_path_factory.mktemp("endless_model"), words=20, endless=True)
 
 
 @pytest.fixture(scope="session")
