@@ -2,8 +2,9 @@
 
 It generates what the transformers backend does, from the same prompts (PromptCodec): each row stops
 at either speaker token, never emits the pad token, samples with the same top-k, top-p, temperature,
-repetition penalty and no-repeat n-gram values, and stops at its own deadline (CTranslate2 calls back
-after every token of every row). Two differences, both of CTranslate2's design:
+repetition penalty and no-repeat n-gram values, and stops at its own deadline or its user's stop,
+showing its text so far to its request's progress (CTranslate2 calls back after every token of every
+row). Two differences, both of CTranslate2's design:
 
 - it applies the repetition penalty and the no-repeat n-gram rule to the tokens of its decoding loop,
   that is the reply, where transformers also counts the prompt's tokens;
