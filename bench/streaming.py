@@ -12,9 +12,11 @@ chats writing at once. Each chat sends its messages one after another, two ways,
 For each N it prints replies/s and new tokens/s of both, the time to the first visible text (p50/p95) and
 to the full reply, drafts sent per second, and the throughput of drafts over off. The last line::
 
-    first_text_p50_16=X.XX full_reply_p50_16=Y.YY throughput_ratio_16=Z.ZZ
+    first_text_p50_16=X.XX full_reply_p50_16=Y.YY throughput_ratio_16=Z.ZZZ cpu_ratio_16=W.WWW
 
-(at 16 chats, or the largest N run; seconds, and drafts over off). A random model rarely ends a reply
+(at 16 chats, or the largest N run; seconds, and drafts over off). The CPU this process spent per reply
+(its threads together; the stand-in server's own is left out, as Telegram's would be) shows the drafts'
+cost even when other work on the machine moves the throughput from run to run. A random model rarely ends a reply
 early, so each one runs to ``--new-tokens`` (120 by default, a toast's length).
 
     python -m bench.streaming                       # 1 and 16 chats, the backend BACKEND=auto picks
@@ -92,6 +94,7 @@ class ModeRun:
     new_tokens: int = 0
     drafts: int = 0
     errors: int = 0
+    cpu_seconds: float = 0.0
 
     @property
     def replies_per_second(self) -> float:
@@ -102,6 +105,11 @@ class ModeRun:
     def tokens_per_second(self) -> float:
         """Throughput in generated tokens."""
         return self.new_tokens / self.seconds if self.seconds else math.nan
+
+    @property
+    def cpu_per_reply(self) -> float:
+        """CPU seconds this process spent per reply (all its threads): what other load on the machine can't move."""
+        return self.cpu_seconds / len(self.full_reply) if self.full_reply else math.nan
 
 
 class Chats:
@@ -155,7 +163,11 @@ class Chats:
 async def measure(
     chats: Chats, log: CallLog, counter: FirstDrafts, count: int, rounds: int, repeats: int
 ) -> dict[str, ModeRun]:
-    """Both ways at ``count`` chats: a warm-up round, then ``repeats`` times each way in turn, the same messages."""
+    """Both ways at ``count`` chats: a warm-up round, then ``repeats`` times each way, the same messages.
+
+    The ways take turns in the order off, drafts, drafts, off, …, so a load that rises or falls on the machine
+    meanwhile weighs on both alike.
+    """
     chat_ids = [count * 1000 + i for i in range(count)]
     scripts = {chat_id: chat_script(i, f"user{chat_id}", rounds + 1) for i, chat_id in enumerate(chat_ids)}
     warm_up = {chat_id: scripts[chat_id][1][:1] for chat_id in chat_ids}
@@ -163,15 +175,16 @@ async def measure(
     runs = {mode: ModeRun(mode, count) for mode in MODES}
     chats.reset(chat_ids, scripts)
     await chats.run("drafts", chat_ids, warm_up, ModeRun("warm-up", count))
-    for _ in range(repeats):
-        for mode in MODES:
+    for repeat in range(repeats):
+        for mode in MODES if repeat % 2 == 0 else MODES[::-1]:
             chats.reset(chat_ids, scripts)
             torch.manual_seed(0)
             log.clear()
             drafts_before = counter.sent
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             await chats.run(mode, chat_ids, measured, runs[mode])
             runs[mode].seconds += time.perf_counter() - started
+            runs[mode].cpu_seconds += time.process_time() - cpu
             runs[mode].new_tokens += sum(n for call in log.calls for n in call.new_tokens)
             runs[mode].drafts += counter.sent - drafts_before
     return runs
@@ -183,7 +196,7 @@ def print_table(runs: dict[str, ModeRun], interval_ms: float) -> None:
     print(f"\n== {count} chat(s), DRAFT_INTERVAL_MS={interval_ms:g} ==")
     print(
         f"{'way':<7} {'replies':>7} {'errors':>6} {'replies/s':>9} {'tokens/s':>8} "
-        f"{'first text p50':>14} {'p95':>6} {'full reply p50':>14} {'p95':>6} {'drafts/s':>8}"
+        f"{'first text p50':>14} {'p95':>6} {'full reply p50':>14} {'p95':>6} {'drafts/s':>8} {'cpu s/reply':>11}"
     )
     for run in runs.values():
         print(
@@ -191,23 +204,25 @@ def print_table(runs: dict[str, ModeRun], interval_ms: float) -> None:
             f"{run.tokens_per_second:>8.1f} {percentile(run.first_text, 50):>14.2f} "
             f"{percentile(run.first_text, 95):>6.2f} {percentile(run.full_reply, 50):>14.2f} "
             f"{percentile(run.full_reply, 95):>6.2f} "
-            f"{run.drafts / run.seconds if run.seconds else math.nan:>8.1f}"
+            f"{run.drafts / run.seconds if run.seconds else math.nan:>8.1f} {run.cpu_per_reply:>11.3f}"
         )
     on, off = runs["drafts"], runs["off"]
     print(
-        f"drafts/off: throughput {on.replies_per_second / off.replies_per_second:.3f}, first visible text p50 "
-        f"{percentile(on.first_text, 50):.2f} s against the full reply's {percentile(off.full_reply, 50):.2f} s"
+        f"drafts/off: throughput {on.replies_per_second / off.replies_per_second:.3f}, CPU per reply "
+        f"{on.cpu_per_reply / off.cpu_per_reply:.3f}, first visible text p50 {percentile(on.first_text, 50):.2f} s "
+        f"against the full reply's {percentile(off.full_reply, 50):.2f} s"
     )
 
 
 def final_line(results: dict[int, dict[str, ModeRun]]) -> str:
-    """``first_text_p50_N=… full_reply_p50_N=… throughput_ratio_N=…`` at 16 chats, or the most run."""
+    """``first_text_p50_N=… full_reply_p50_N=… throughput_ratio_N=… cpu_ratio_N=…`` at 16 chats, or the most run."""
     count = 16 if 16 in results else max(results)
     on, off = results[count]["drafts"], results[count]["off"]
     return (
         f"first_text_p50_{count}={percentile(on.first_text, 50):.2f} "
         f"full_reply_p50_{count}={percentile(off.full_reply, 50):.2f} "
-        f"throughput_ratio_{count}={on.replies_per_second / off.replies_per_second:.3f}"
+        f"throughput_ratio_{count}={on.replies_per_second / off.replies_per_second:.3f} "
+        f"cpu_ratio_{count}={on.cpu_per_reply / off.cpu_per_reply:.3f}"
     )
 
 

@@ -86,7 +86,8 @@ def test_the_streaming_benchmark_compares_drafts_with_the_full_reply(endless_mod
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1] == report.final_line
     number = r"\d+\.\d\d"
-    expected = rf"first_text_p50_3={number} full_reply_p50_3={number} throughput_ratio_3=\d+\.\d{{3}}"
+    ratio = r"\d+\.\d{3}"
+    expected = rf"first_text_p50_3={number} full_reply_p50_3={number} throughput_ratio_3={ratio} cpu_ratio_3={ratio}"
     assert re.fullmatch(expected, report.final_line), report.final_line
     assert "CPU: " in out and "load average" in out
     for count, runs in report.results.items():
@@ -96,3 +97,4 @@ def test_the_streaming_benchmark_compares_drafts_with_the_full_reply(endless_mod
         assert on.drafts >= count, "every reply of a word or more per token showed a draft"
         assert off.drafts == 0 and off.new_tokens == on.new_tokens == 12 * count
         assert all(first <= full for first, full in zip(on.first_text, on.full_reply, strict=True))
+        assert off.cpu_per_reply > 0 and on.cpu_per_reply > 0
