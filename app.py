@@ -22,6 +22,7 @@ import texts
 from bot.access import AllowList
 from bot.daily import send_daily
 from bot.delivery import DailyDelivery, SystemClock
+from bot.drafts import Drafts
 from bot.feedback_store import FeedbackStore
 from bot.fsm_storage import SQLiteStorage
 from bot.health import Heartbeat, heartbeat_path
@@ -78,7 +79,8 @@ def create_dispatcher(
     )
     inbox = Inbox(store.connection)
     feedback = FeedbackStore(store.connection)
-    composer = Composer(generator, stats, feedback, settings.feedback)
+    drafts = Drafts(settings.streaming, settings.draft_interval_ms / 1000)
+    composer = Composer(generator, stats, feedback, settings.feedback, drafts)
     dispatcher = Dispatcher(
         storage=SQLiteStorage(store.connection),
         generator=generator,
@@ -91,6 +93,7 @@ def create_dispatcher(
         feedback=feedback,
         composer=composer,
         dice=dice or random.Random(),
+        drafts=drafts,
     )
     dispatcher.update.outer_middleware(KeepUntilAnswered(inbox))
     allow_list = AllowList(settings.allowed_users, settings.allowed_chats)

@@ -72,6 +72,11 @@ MAX_PENDING = 64
 CHAT_QUEUE_LIMIT = 3
 # Seconds a generation may run before it is stopped and the user gets an apology.
 GENERATION_TIMEOUT = 60
+# "auto": in private chats a reply, toast or horoscope shows as a draft that grows while it is written, with a
+# button that stops it (the text so far is then sent); groups see "typing…". "off": "typing…" everywhere.
+STREAMING = "auto"
+# The draft is updated at most this often (ms), by whole words; a reply ready sooner shows no draft. 0: every word.
+DRAFT_INTERVAL_MS = 400
 # Seconds to let in-flight replies finish after SIGINT/SIGTERM.
 SHUTDOWN_TIMEOUT = 30
 # Messages received but not answered before a crash or a hurried stop are answered at the next start, as

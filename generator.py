@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from errors import BusyError, EmptyMessageError, ReplyTimeoutError
@@ -20,6 +20,7 @@ from inference.dialogue import merge_turns
 from inference.modes import CHAT, TASKS, request_turn
 from inference.openai_backend import OpenAIBackend
 from inference.profanity import ALLOW, AVOID, ProfanityFilter, read_word_list
+from inference.progress import ReplyProgress
 from inference.sampling import STYLES, TASK_DEFAULTS, Sampling, with_values
 from inference.transformers_backend import TransformersBackend
 from settings import Settings
@@ -182,9 +183,15 @@ class ReplyGenerator:
             self._generate([self._request(task, ("привет",))])
         logger.info("warm-up generations took %.2f s", time.perf_counter() - started)
 
-    def _request(self, task: str, turns: tuple[str, ...], sampling: Sampling | None = None) -> Request:
+    def _request(
+        self,
+        task: str,
+        turns: tuple[str, ...],
+        sampling: Sampling | None = None,
+        progress: ReplyProgress | None = None,
+    ) -> Request:
         job = self.tasks[task]
-        return Request(turns, time.monotonic() + self._timeout, sampling or job.sampling, job.backend.name)
+        return Request(turns, time.monotonic() + self._timeout, sampling or job.sampling, job.backend.name, progress)
 
     async def _submit(self, request: Request, *, background: bool = False) -> Outcome:
         return await self._pool.submit(request, key=(request.model, request.sampling), background=background)
@@ -210,9 +217,12 @@ class ReplyGenerator:
         outcome = await self._submit(request, background=background)
         if mode == ALLOW or outcome.timed_out or not self._profanity.contains(outcome.text):
             return outcome
-        if mode == AVOID and (retry := await self._clean_retry(request, background)) is not None:
-            return retry
-        return Outcome(self._profanity.mask(outcome.text))
+        # A reply the user stopped is what they saw written: masked, never asked again.
+        if mode == AVOID and not outcome.stopped:
+            retry = await self._clean_retry(request, background)
+            if retry is not None:
+                return retry
+        return replace(outcome, text=self._profanity.mask(outcome.text))
 
     async def _clean_retry(self, request: Request, background: bool) -> Outcome | None:
         """Ask again for a text whose first try swore: the first clean try, or None when every one swore.
@@ -235,14 +245,15 @@ class ReplyGenerator:
         logger.debug("profanity: %d tries swore; masked", tries)
         return None
 
-    async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
+    async def reply(self, chat_id: int, text: str, author: str, progress: ReplyProgress | None = None) -> ChatReply:
         """Reply to ``text`` from ``author`` in ``chat_id``, in the light of the chat's history.
 
         The caller sends the reply, then calls ``remember``: the history holds only what its users saw,
         so a message answered again after a crash is not in it twice. Callers handle one chat's messages
         one at a time (bot.middlewares.ChatOrder) so its history stays in order. Raises EmptyMessageError,
         BusyError (queue full) and ReplyTimeoutError. An empty generation gives ``ChatReply("")``, which
-        stores nothing: the caller picks what to say instead.
+        stores nothing: the caller picks what to say instead. ``progress`` sees the reply while it is written and
+        may stop it: the reply is then what was written so far (``stopped`` set).
         """
         clean = self.model.clean_user_text(text)
         if not clean:
@@ -252,13 +263,14 @@ class ReplyGenerator:
         history = self._store.recent_turns(chat_id, _HISTORY_WINDOW)
         turns = merge_turns([*history, Turn(author, clean)])[-context_turns:]
         sampling = with_values(self.tasks[CHAT].sampling, STYLES[style])
-        request = self._request(CHAT, tuple(turns), sampling)
+        request = self._request(CHAT, tuple(turns), sampling, progress)
         outcome = await self._generate_clean(request, self._settings.profanity_for(preferences))
         if outcome.timed_out:
             raise ReplyTimeoutError(f"generation for chat {chat_id} ran past {self._timeout} s")
         if not outcome.text:
-            return ChatReply("", context=tuple(turns))
-        return ChatReply(outcome.text, (Turn(author, clean), Turn(BOT_AUTHOR, outcome.text)), tuple(turns))
+            return ChatReply("", context=tuple(turns), stopped=outcome.stopped)
+        said = (Turn(author, clean), Turn(BOT_AUTHOR, outcome.text))
+        return ChatReply(outcome.text, said, tuple(turns), outcome.stopped)
 
     def remember(self, chat_id: int, reply: ChatReply) -> None:
         """Add a delivered reply and the message it answers to the chat's history."""
@@ -272,24 +284,30 @@ class ReplyGenerator:
             self._store.add_turns(chat_id, [Turn(author, clean)])
 
     async def compose(
-        self, task: str, topic: str, *, background: bool = False, profanity: str | None = None
+        self,
+        task: str,
+        topic: str,
+        *,
+        background: bool = False,
+        profanity: str | None = None,
+        progress: ReplyProgress | None = None,
     ) -> ChatReply:
         """A toast or horoscope about ``topic`` (a holiday, a sign); its text is "" when the model had none.
 
         Not a turn of any chat's history. ``background`` work (the daily horoscopes) waits for every
-        interactive request. ``profanity`` is the mode its reader chose (None: PROFANITY). Raises
-        EmptyMessageError when nothing of the topic is left once special tokens are removed, BusyError
-        and ReplyTimeoutError.
+        interactive request. ``profanity`` is the mode its reader chose (None: PROFANITY). ``progress`` sees the
+        text while it is written and may stop it, as for ``reply``. Raises EmptyMessageError when nothing of the
+        topic is left once special tokens are removed, BusyError and ReplyTimeoutError.
         """
         job = self.tasks[task]
         clean = job.backend.clean_user_text(topic)
         if not clean:
             raise EmptyMessageError(topic)
-        request = self._request(task, (request_turn(task, clean),))
+        request = self._request(task, (request_turn(task, clean),), progress=progress)
         outcome = await self._generate_clean(request, profanity or self._settings.profanity, background=background)
         if outcome.timed_out:
             raise ReplyTimeoutError(f"{task} about {clean!r} ran past {self._timeout} s")
-        return ChatReply(outcome.text, context=request.turns)
+        return ChatReply(outcome.text, context=request.turns, stopped=outcome.stopped)
 
     def forget(self, chat_id: int) -> None:
         """Clear the chat's history."""

@@ -22,6 +22,7 @@ import texts
 from bot.access import AddressedToBot, JoinsIn, expects_answer, is_private
 from bot.commands import create_commands_router
 from bot.daily import create_daily_router
+from bot.drafts import Censors, Drafts, create_drafts_router, draft_censor
 from bot.feedback import OFF, create_feedback_router, with_votes
 from bot.feedback_store import FeedbackStore
 from bot.middlewares import ChatOrder
@@ -30,16 +31,17 @@ from bot.notify import AdminNotifier
 from bot.replies import send_plain
 from bot.stats import BotStats
 from errors import BusyError, ChatFloodError, EmptyMessageError, ReplyTimeoutError
+from inference.progress import ReplyProgress
 from settings import Settings
 from store import ChatReply
 
 logger = logging.getLogger(__name__)
 
 
-class Replier(Protocol):
+class Replier(Censors, Protocol):
     """What the handlers need of the generator."""
 
-    async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
+    async def reply(self, chat_id: int, text: str, author: str, progress: ReplyProgress | None = None) -> ChatReply:
         """The model's reply ("" when it had none) and the turns to remember once it is sent."""
         ...
 
@@ -93,20 +95,25 @@ async def respond(
     stats: BotStats,
     settings: Settings,
     feedback: FeedbackStore,
+    drafts: Drafts,
     *,
     fallback: str | None = texts.FALLBACK_REPLY,
 ) -> bool:
-    """Answer with the model's reply to ``prompt``, showing "typing…" while it is generated; True once sent.
+    """Answer with the model's reply to ``prompt``, showing "typing…" (in private chats drafts) while it is written.
 
-    When the model has nothing to say, ``fallback`` is said instead; with None nothing is sent (False).
+    When the model has nothing to say, ``fallback`` is said instead (a note, if the user stopped it before a
+    word); with None nothing is sent (False). True once sent.
     """
     started = time.monotonic()
-    async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
-        reply = await generator.reply(message.chat.id, prompt, _author(message))
+    async with (
+        drafts.show(bot, message, draft_censor(generator, message.chat.id)) as progress,
+        ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING),
+    ):
+        reply = await generator.reply(message.chat.id, prompt, _author(message), progress)
     if not reply.text and fallback is None:
         return False
     votes = with_votes(feedback, message.chat.id, reply) if reply.text and settings.feedback != OFF else None
-    await send_plain(message, reply.text or fallback, reply_markup=votes)
+    await send_plain(message, reply.text or (texts.STOPPED_EMPTY if reply.stopped else fallback), reply_markup=votes)
     generator.remember(message.chat.id, reply)
     stats.record_reply(message.chat.id, time.monotonic() - started)
     return True
@@ -120,9 +127,10 @@ async def chat(
     stats: BotStats,
     settings: Settings,
     feedback: FeedbackStore,
+    drafts: Drafts,
 ) -> None:
-    """Answer free text with the model's reply, showing "typing…" while it is generated."""
-    await respond(message, prompt, bot, generator, stats, settings, feedback)
+    """Answer free text with the model's reply, showing "typing…" (and in private chats drafts) while it is written."""
+    await respond(message, prompt, bot, generator, stats, settings, feedback, drafts)
 
 
 async def join_in(
@@ -134,6 +142,7 @@ async def join_in(
     stats: BotStats,
     settings: Settings,
     feedback: FeedbackStore,
+    drafts: Drafts,
 ) -> None:
     """A group's message nobody addressed to the bot: answered (as a reply) with the group's chance, else kept.
 
@@ -144,7 +153,7 @@ async def join_in(
     text = message.text or ""
     if dice.random() < reply_chance:
         try:
-            if await respond(message, text, bot, generator, stats, settings, feedback, fallback=None):
+            if await respond(message, text, bot, generator, stats, settings, feedback, drafts, fallback=None):
                 stats.record_unprompted()
                 return
         except BusyError:
@@ -222,6 +231,7 @@ def create_router(chat_queue_limit: int) -> Router:
     router.include_router(create_commands_router())
     router.include_router(create_daily_router())
     router.include_router(create_feedback_router())
+    router.include_router(create_drafts_router())
     # One order for a chat's messages and button presses that generate, so their answers can't overtake each other.
     order = ChatOrder(chat_queue_limit)
     modes_router = create_modes_router()

@@ -69,6 +69,8 @@ class Settings:
     max_pending: int = 64
     chat_queue_limit: int = 3
     generation_timeout: float = 60.0
+    streaming: str = "auto"
+    draft_interval_ms: float = 400.0
     db_path: str = str(PROJECT_DIR / "data" / "bot.sqlite3")
     history_ttl_days: float = 0.0
     context_turns: int = 3
@@ -217,6 +219,8 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str, Callable[[Any], bool]]] = {
     "max_pending": (_int, "a whole number of 1 or more", lambda v: v >= 1),
     "chat_queue_limit": (_int, "a whole number of 1 or more", lambda v: v >= 1),
     "generation_timeout": (float, "a number of seconds above 0", lambda v: v > 0),
+    "streaming": (_choice("auto", "off"), "auto (drafts in private chats) or off", lambda v: True),
+    "draft_interval_ms": (float, "a number of milliseconds from 0 to 60000", lambda v: 0 <= v <= 60000),
     "db_path": (_strip, "a file path such as data/bot.sqlite3", lambda v: bool(v)),
     "history_ttl_days": (float, "a number of days of 0 or more (0 keeps history forever)", lambda v: v >= 0),
     "context_turns": (_int, f"a whole number from 1 to {MAX_CONTEXT_TURNS}", lambda v: 1 <= v <= MAX_CONTEXT_TURNS),

@@ -49,12 +49,14 @@ class ChatReply:
     """A generated text ("" when the model had none), with what to remember of it and what the model saw.
 
     ``turns`` go into the history once the text is delivered; ``context`` is the prompt's turns (oldest
-    first), which a rating of the text is kept with.
+    first), which a rating of the text is kept with; ``stopped``: the user stopped it, the text is what was
+    written until then.
     """
 
     text: str
     turns: tuple[Turn, ...] = ()
     context: tuple[str, ...] = ()
+    stopped: bool = False
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,11 @@ class PendingUpdate:
     attempts: int
 
 
+def kept(update: Update) -> bool:
+    """Whether the inbox keeps this update until it is answered: messages and button presses (not a draft's stop)."""
+    return update.message is not None or update.callback_query is not None
+
+
 def _message_in(payload: dict[str, Any]) -> dict[str, Any]:
     """The message of a raw update, or the message under its pressed button ({} if neither)."""
     return payload.get("message") or (payload.get("callback_query") or {}).get("message") or {}
@@ -168,7 +173,7 @@ class KeepUntilAnswered(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         """Skip a second delivery; otherwise handle the update and mark it done if that ended normally."""
-        if not isinstance(event, Update) or (event.message is None and event.callback_query is None):
+        if not isinstance(event, Update) or not kept(event):
             return await handler(event, data)
         # Recovered updates and webhook posts (bot.webhook) are in the inbox already.
         already_kept = RECOVERING.get() or data.get("received", False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from aiogram import BaseMiddleware, Bot, F, Router
@@ -23,6 +24,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 import texts
 from bot.buttons import More, composed_keyboard
+from bot.drafts import Censors, Drafts
 from bot.feedback import EVERYTHING, with_votes
 from bot.feedback_store import FeedbackStore
 from bot.replies import send_plain
@@ -37,20 +39,19 @@ from inference.modes import (
     sign_by_key,
     sign_list,
 )
+from inference.progress import ReplyProgress
 from store import ChatReply
 
 _OTHER = "other"
 
 
-class Composes(Protocol):
+class Composes(Censors, Protocol):
     """What these handlers need of the generator."""
 
-    async def compose(self, task: str, topic: str, *, profanity: str | None = None) -> ChatReply:
+    async def compose(
+        self, task: str, topic: str, *, profanity: str | None = None, progress: ReplyProgress | None = None
+    ) -> ChatReply:
         """A toast or horoscope about the topic (its text "" when the model had none), in the profanity mode given."""
-        ...
-
-    def profanity_mode(self, chat_id: int) -> str:
-        """How the chat takes obscene words: allow, mask or avoid."""
         ...
 
 
@@ -115,12 +116,13 @@ def sign_keyboard() -> InlineKeyboardMarkup:
 
 @dataclass(frozen=True)
 class Composer:
-    """Generates a toast or horoscope with "typing…" shown and sends it titled, with its buttons."""
+    """Generates a toast or horoscope with "typing…" (and in private chats drafts) shown, and sends it titled."""
 
     generator: Composes
     stats: BotStats
     feedback: FeedbackStore
     feedback_mode: str
+    drafts: Drafts
 
     async def send(self, message: Message, bot: Bot, task: str, topic: str) -> None:
         """Answer ``message`` with a text of ``task`` about ``topic`` (a holiday key or name, a sign key)."""
@@ -137,11 +139,16 @@ class Composer:
             title = texts.HOROSCOPE_TITLE.format(symbol=sign.symbol, name=sign.name)
             fallback = texts.FALLBACK_HOROSCOPE
         profanity = self.generator.profanity_mode(message.chat.id)
-        async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING):
-            composed = await self.generator.compose(task, name, profanity=profanity)
+        censor = partial(self.generator.apply_profanity, mode=profanity, draft=True)
+        async with (
+            self.drafts.show(bot, message, censor) as progress,
+            ChatActionSender(bot=bot, chat_id=message.chat.id, action=ChatAction.TYPING),
+        ):
+            composed = await self.generator.compose(task, name, profanity=profanity, progress=progress)
         keyboard = composed_keyboard(task, topic)
         if composed.text and self.feedback_mode == EVERYTHING:
             keyboard = with_votes(self.feedback, message.chat.id, composed, keyboard)
+        fallback = texts.STOPPED_EMPTY if composed.stopped else fallback
         await send_plain(message, f"{title}\n\n{composed.text or fallback}", reply_markup=keyboard)
         self.stats.record_reply(message.chat.id, time.monotonic() - started)
 

@@ -8,14 +8,17 @@ import logging
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramRetryAfter, TelegramServerError
-from aiogram.methods import AnswerCallbackQuery, GetUpdates, TelegramMethod
+from aiogram.methods import AnswerCallbackQuery, GetUpdates, SendMessageDraft, TelegramMethod
 from aiogram.methods.base import Response, TelegramType
 
 logger = logging.getLogger(__name__)
 
 
 class RetryRequests(BaseRequestMiddleware):
-    """Retries a failed call up to ``attempts`` times; polling keeps aiogram's own backoff."""
+    """Retries a failed call up to ``attempts`` times; polling keeps aiogram's own backoff, and drafts get none.
+
+    A draft is outdated by the time a retry could go (bot.drafts skips a failed one and sends the next).
+    """
 
     def __init__(self, attempts: int = 5, backoff: float = 0.5, max_backoff: float = 10.0) -> None:
         self._attempts = attempts
@@ -29,7 +32,7 @@ class RetryRequests(BaseRequestMiddleware):
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
         """Call the Bot API, retrying on 429 (after retry_after), 5xx and network errors."""
-        if isinstance(method, GetUpdates):
+        if isinstance(method, GetUpdates | SendMessageDraft):
             return await make_request(bot, method)
         delay = self._backoff
         for attempt in range(1, self._attempts + 1):

@@ -21,7 +21,7 @@ from aiogram.types import Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
-from bot.inbox import Inbox
+from bot.inbox import Inbox, kept
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class InboxRequestHandler(SimpleRequestHandler):
         """Keep the update, answer 200, handle it in the background (nothing if it came before)."""
         raw = await request.json(loads=bot.session.json_loads)
         update = Update.model_validate(raw, context={"bot": bot})
-        if self._inbox.receive(bot.id, update):
+        if not kept(update) or self._inbox.receive(bot.id, update):
             task = asyncio.create_task(self._handle_received(bot, raw))
             self._background_feed_update_tasks.add(task)
             task.add_done_callback(self._background_feed_update_tasks.discard)

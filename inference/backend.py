@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from inference.progress import ReplyProgress
 from inference.sampling import MODEL_CARD, Sampling
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -29,21 +30,38 @@ class ModelLoadError(RuntimeError):
 class Request:
     """One text to generate: the dialogue turns (oldest first), when to give up, how to sample, which model.
 
-    ``model`` names one of the generator's loaded models (its path); "" is the chat model.
+    ``model`` names one of the generator's loaded models (its path); "" is the chat model. ``progress``, when
+    given, gets the reply's text while it is generated and may stop it (its row alone); it plays no part in
+    which requests share a batch.
     """
 
     turns: tuple[str, ...]
     deadline: float
     sampling: Sampling = MODEL_CARD
     model: str = ""
+    progress: ReplyProgress | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the user stopped this reply (through its progress)."""
+        return self.progress is not None and self.progress.stopped
+
+    def outcome(self, text: str, timed_out: bool) -> Outcome:
+        """The outcome of this request: a reply the user stopped is not a timeout, whatever the clock says."""
+        stopped = self.stopped
+        return Outcome(text, timed_out=timed_out and not stopped, stopped=stopped)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """A generated reply (possibly empty) and whether the deadline cut it short."""
+    """A generated reply (possibly empty), whether the deadline cut it short, and whether the user stopped it.
+
+    A stopped reply's text is what was generated up to the stop.
+    """
 
     text: str
     timed_out: bool = False
+    stopped: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 It generates what the transformers backend does, from the same prompts (PromptCodec): each row stops
 at either speaker token, never emits the pad token, samples with the same top-k, top-p, temperature,
-repetition penalty and no-repeat n-gram values, and stops at its own deadline (CTranslate2 calls back
-after every token of every row). Two differences, both of CTranslate2's design:
+repetition penalty and no-repeat n-gram values, and stops at its own deadline or its user's stop,
+showing its text so far to its request's progress (CTranslate2 calls back after every token of every
+row). Two differences, both of CTranslate2's design:
 
 - it applies the repetition penalty and the no-repeat n-gram rule to the tokens of its decoding loop,
   that is the reply, where transformers also counts the prompt's tokens;
@@ -105,26 +106,37 @@ class CTranslate2Backend:
     def generate(self, requests: Sequence[Request]) -> list[Outcome]:
         """Generate one reply per request in a single batched call (all of one sampling)."""
         rows, timed_out = self.generate_ids(requests)
-        return [Outcome(self.codec.decode(row), hit) for row, hit in zip(rows, timed_out, strict=True)]
+        return [
+            request.outcome(self.codec.decode(row), hit)
+            for request, row, hit in zip(requests, rows, timed_out, strict=True)
+        ]
 
     def generate_ids(
         self, requests: Sequence[Request], end_ids: Sequence[int] | None = None
     ) -> tuple[list[list[int]], list[bool]]:
         """The new token ids of each request's row (its stop token left out) and whether its deadline cut it.
 
+        A request's progress sees its row's text as it grows, and its stop ends that row.
         ``end_ids`` replaces the stop tokens (both speaker tokens) where a test needs others.
         """
         started = time.perf_counter()
         sampling = requests[0].sampling
         prompts = [self.codec.prompt_ids(r.turns, self.max_positions - sampling.max_new_tokens) for r in requests]
         deadlines = [request.deadline for request in requests]
+        progresses = [request.progress for request in requests]
         hit = [False] * len(requests)
+        so_far: list[list[int]] = [[] for _ in requests]
 
-        def past_deadline(step: ctranslate2.GenerationStepResult) -> bool:
-            # Runs after each token of each row; True ends that row alone.
-            if time.monotonic() >= deadlines[step.batch_id]:
-                hit[step.batch_id] = True
-            return hit[step.batch_id]
+        def after_token(step: ctranslate2.GenerationStepResult) -> bool:
+            # Runs after each token of each row (the prompt's own tokens excluded); True ends that row alone.
+            row, progress = step.batch_id, progresses[step.batch_id]
+            if progress is not None:
+                so_far[row].append(step.token_id)
+                if progress.poll(lambda: self.codec.decode(so_far[row])):
+                    return True
+            if time.monotonic() >= deadlines[row]:
+                hit[row] = True
+            return hit[row]
 
         results = self.generator.generate_batch(
             [[self._vocabulary[token] for token in prompt] for prompt in prompts],
@@ -133,7 +145,7 @@ class CTranslate2Backend:
             end_token=list(end_ids if end_ids is not None else self.tokens.speakers),
             # The pad token is never a word of a reply.
             suppress_sequences=[[self._vocabulary[self.tokens.pad]]],
-            callback=past_deadline,
+            callback=after_token,
             **self._sampling_options(sampling),
         )
         rows = [result.sequences_ids[0] for result in results]

@@ -3,7 +3,8 @@
 The prompt is still built locally with the model's tokenizer and sent as token ids, so a user's text
 can never become a speaker token; generation stops at either speaker token; the reply is cleaned as
 a local one is. Requests go out concurrently from the event loop (the server batches them), each
-bounded by its deadline; only what is safe to repeat is retried: a refused connection, a 5xx, a 429.
+streamed (so its text can be shown while it comes, and stopped by closing the stream) and bounded by its
+deadline; only what is safe to repeat is retried: a refused connection, a 5xx, a 429, before any text came.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from openai import (
@@ -22,13 +23,16 @@ from openai import (
     APIStatusError,
     APITimeoutError,
     AsyncOpenAI,
+    AsyncStream,
     InternalServerError,
     RateLimitError,
 )
+from openai.types import Completion, CompletionUsage
 
 from inference.backend import BatchStats, ModelLoadError, Outcome, Request, check_model_path
 from inference.codec import PromptCodec, model_generation_defaults
 from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER
+from inference.progress import ReplyProgress, until_stopped
 from inference.sampling import Sampling
 
 logger = logging.getLogger(__name__)
@@ -50,6 +54,14 @@ def _retry_after(error: APIError) -> float | None:
         return float(error.response.headers.get("retry-after", ""))
     except ValueError:
         return None
+
+
+@dataclass
+class _Streamed:
+    """What a streamed completion brought so far: its text, and the token counts its last piece tells."""
+
+    text: str = ""
+    usage: CompletionUsage | None = None
 
 
 class OpenAIBackend:
@@ -121,6 +133,9 @@ class OpenAIBackend:
             "top_p": values["top_p"],
             # Strings too, for servers that don't know stop_token_ids.
             "stop": [FIRST_SPEAKER, SECOND_SPEAKER],
+            # One stream per reply: its text shows as it comes, and closing it ends the generation.
+            "stream": True,
+            "stream_options": {"include_usage": True},
             "extra_body": {
                 "top_k": values["top_k"],
                 "repetition_penalty": values["repetition_penalty"],
@@ -131,7 +146,10 @@ class OpenAIBackend:
         }
 
     async def agenerate(self, request: Request) -> Outcome:
-        """One reply from the server, retried where that is safe, never past the request's deadline."""
+        """One reply from the server, streamed, retried where that is safe, never past the request's deadline.
+
+        Its progress sees the text as it arrives; a stop closes the stream, which ends the generation on the server.
+        """
         if self._client is None:
             self._client = self._new_client(CHECK_TIMEOUT)
         body = self.request_body(request)
@@ -141,13 +159,16 @@ class OpenAIBackend:
             left = request.deadline - time.monotonic()
             if left <= 0:
                 return Outcome("", timed_out=True)
+            streamed = _Streamed()
             try:
-                completion = await self._client.completions.create(**body, timeout=left)
-            except APITimeoutError:
+                async with asyncio.timeout(left):
+                    await self._receive(self._client, body, request.progress, streamed, left)
+            except (TimeoutError, APITimeoutError):
                 return Outcome("", timed_out=True)
             except (APIConnectionError, InternalServerError, RateLimitError) as error:
                 wait = _retry_after(error) or min(delay, _MAX_BACKOFF) * random.uniform(0.75, 1.0)
-                if time.monotonic() + wait >= request.deadline:
+                # A reply already partly shown can't start over: it would not go on from what was shown.
+                if streamed.text or time.monotonic() + wait >= request.deadline:
                     raise RemoteInferenceError(f"{self.url}: {type(error).__name__}: {error.message}") from None
                 logger.info("inference server %s: %s; retrying in %.1f s", self.url, type(error).__name__, wait)
                 await asyncio.sleep(wait)
@@ -155,10 +176,36 @@ class OpenAIBackend:
                 continue
             except APIError as error:
                 raise RemoteInferenceError(f"{self.url}: {type(error).__name__}: {error.message}") from None
-            if self.on_batch is not None and completion.usage is not None:
-                used = (completion.usage.completion_tokens,)
+            if self.on_batch is not None and streamed.usage is not None:
+                used = (streamed.usage.completion_tokens,)
                 self.on_batch(BatchStats((len(body["prompt"]),), used, time.perf_counter() - started))
-            return Outcome(self.codec.clean_reply(completion.choices[0].text))
+            return request.outcome(self.codec.clean_reply(streamed.text), timed_out=False)
+
+    async def _receive(
+        self,
+        client: AsyncOpenAI,
+        body: dict[str, Any],
+        progress: ReplyProgress | None,
+        streamed: _Streamed,
+        left: float,
+    ) -> None:
+        """Read one streamed completion into ``streamed``, until its end or the user's stop (the stream is closed)."""
+        stream = await client.completions.create(**body, timeout=left)
+        try:
+            reading = self._read(stream, progress, streamed)
+            await (reading if progress is None else until_stopped(reading, progress))
+        finally:
+            await stream.close()
+
+    async def _read(self, stream: AsyncStream[Completion], progress: ReplyProgress | None, streamed: _Streamed) -> None:
+        """Add each piece of text to ``streamed`` and show the text so far to ``progress``."""
+        async for chunk in stream:
+            if chunk.choices:
+                streamed.text += chunk.choices[0].text
+            if chunk.usage is not None:
+                streamed.usage = chunk.usage
+            if progress is not None and progress.poll(lambda: self.codec.clean_reply(streamed.text)):
+                return
 
     async def aclose(self) -> None:
         """Close the connection pool."""

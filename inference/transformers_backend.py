@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from functools import partial
 
 import torch
 from safetensors import SafetensorError
@@ -16,6 +17,7 @@ from inference.backend import BatchStats, ModelLoadError, Outcome, Request, chec
 from inference.codec import PromptCodec, model_generation_defaults
 from inference.devices import dtype_name, pick_device, pick_dtype
 from inference.dialogue import reply_ids
+from inference.progress import ReplyProgress
 from inference.sampling import Sampling
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,28 @@ class _Deadlines(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
         self.hit |= self._deadlines <= time.monotonic()
         return self.hit.to(input_ids.device)
+
+
+class _Progress(StoppingCriteria):
+    """Shows each row's text so far to its request's progress, and stops the rows whose user pressed stop."""
+
+    def __init__(
+        self, progresses: Sequence[ReplyProgress | None], width: int, decode: Callable[[list[int]], str]
+    ) -> None:
+        self._watched = [(row, progress) for row, progress in enumerate(progresses) if progress is not None]
+        self._width = width
+        self._decode = decode
+        self._stopped = [False] * len(progresses)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        for row, progress in self._watched:
+            if not self._stopped[row]:
+                self._stopped[row] = progress.poll(partial(self._text, input_ids, row))
+        return torch.tensor(self._stopped, device=input_ids.device)
+
+    def _text(self, input_ids: torch.LongTensor, row: int) -> str:
+        """The row's reply so far (its ids after the prompt), decoded and cleaned."""
+        return self._decode(input_ids[row, self._width :].tolist())
 
 
 class TopKSampler(LogitsProcessor):
@@ -143,12 +167,18 @@ class TransformersBackend:
     def generate(self, requests: Sequence[Request], generation: GenerationConfig | None = None) -> list[Outcome]:
         """Generate one reply per request in a single batched ``generate()`` call (all of one sampling)."""
         rows, timed_out = self.generate_ids(requests, generation)
-        return [Outcome(self.codec.decode(row), hit) for row, hit in zip(rows, timed_out, strict=True)]
+        return [
+            request.outcome(self.codec.decode(row), hit)
+            for request, row, hit in zip(requests, rows, timed_out, strict=True)
+        ]
 
     def generate_ids(
         self, requests: Sequence[Request], generation: GenerationConfig | None = None
     ) -> tuple[list[list[int]], list[bool]]:
-        """The new token ids of each request's row (pads included) and whether its deadline cut it."""
+        """The new token ids of each request's row (pads included) and whether its deadline cut it.
+
+        A request's progress sees its row's text as it grows, and its stop ends that row.
+        """
         started = time.perf_counter()
         config = generation or self.generation_config(requests[0].sampling)
         max_prompt = self.max_positions - (config.max_new_tokens or 0)
@@ -158,6 +188,9 @@ class TransformersBackend:
         input_ids = torch.tensor([[self.tokens.pad] * (width - len(p)) + p for p in prompts], device=self.device)
         attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         deadlines = _Deadlines([request.deadline for request in requests])
+        stops: list[StoppingCriteria] = [deadlines]
+        if any(request.progress is not None for request in requests):
+            stops.append(_Progress([request.progress for request in requests], width, self.codec.decode))
         config, processors = fast_sampling(config)
         with torch.inference_mode():
             output = self.model.generate(
@@ -165,7 +198,7 @@ class TransformersBackend:
                 attention_mask=attention_mask,
                 generation_config=config,
                 logits_processor=processors,
-                stopping_criteria=[deadlines],
+                stopping_criteria=stops,
             )
         rows = output[:, width:].tolist()
         if self.on_batch is not None:

@@ -56,7 +56,14 @@ def build_tiny_model(
     return directory
 
 
-def build_answering_model(directory: Path, words: int = 6, answers: Sequence[str] = ()) -> Path:
+# How far the likeliest next token stands above the rest: wide enough to survive CTranslate2's int8 conversion,
+# which shrank the silent model's margins about sixtyfold (it then wrote junk in two of three replies).
+MARGIN = 50.0
+
+
+def build_answering_model(
+    directory: Path, words: int = 6, answers: Sequence[str] = (), *, endless: bool = False
+) -> Path:
     """A tiny model that always answers one word, whatever the prompt and the sampling, then ends its turn.
 
     Its blocks add nothing, so each next token depends only on the last one (a bigram table): after the
@@ -64,6 +71,8 @@ def build_answering_model(directory: Path, words: int = 6, answers: Sequence[str
     no-repeat-n-gram rule bans gives way to the next one), and after a word comes a speaker token.
     With ``words=0`` the speaker token comes at once: a model that never has anything to say.
     ``answers`` names the candidate words instead, likeliest first (each becomes one token).
+    With ``endless`` every token is followed by a word (or, where every word is banned, some other ordinary
+    token), never by a special token: a model that writes words until its new-token limit.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -95,13 +104,19 @@ def build_answering_model(directory: Path, words: int = 6, answers: Sequence[str
         model.transformer.wpe.weight.zero_()
         model.transformer.wte.weight.zero_()
         model.lm_head.weight.zero_()
-        # Dimension 0 marks "the bot's turn starts", dimension 1 "a word was said". The margins are wide (x50) so that
-        # they survive CTranslate2's int8 conversion, which shrank the silent model's about sixtyfold.
+        # Dimension 0 marks "the bot's turn starts", dimension 1 "a word was said".
         model.transformer.wte.weight[bot_turn, 0] = 1.0
         model.transformer.wte.weight[answer_ids, 1] = 1.0
         for rank, token_id in enumerate(starts):
-            model.lm_head.weight[token_id, 0] = 50 * (12.0 - 2.0 * rank)
-        model.lm_head.weight[speakers, 1] = 50 * torch.tensor([12.0, 10.0])
+            model.lm_head.weight[token_id, 0] = MARGIN * (12.0 - 2.0 * rank)
+        if endless:
+            model.transformer.wte.weight[:, 1] = 1.0
+            model.transformer.wte.weight[bot_turn, 1] = 0.0
+            for rank, token_id in enumerate(answer_ids):
+                model.lm_head.weight[token_id, 1] = MARGIN * (12.0 - 0.5 * rank)
+            model.lm_head.weight[[*speakers, *tokenizer.all_special_ids], 1] = MARGIN * -20.0
+        else:
+            model.lm_head.weight[speakers, 1] = MARGIN * torch.tensor([12.0, 10.0])
     model.save_pretrained(directory)
     return directory
 
@@ -124,6 +139,12 @@ def answering_backend(answering_model_dir: Path):
     from inference.transformers_backend import TransformersBackend
 
     return TransformersBackend(str(answering_model_dir), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def endless_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model that never ends its turn: its replies are words up to their new-token limit."""
+    return build_answering_model(tmp_path_factory.mktemp("endless_model"), words=20, endless=True)
 
 
 @pytest.fixture(scope="session")

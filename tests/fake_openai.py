@@ -2,12 +2,18 @@
 
 GET /v1/models lists its models; POST /v1/completions records the request and answers with
 ``reply`` (a function of the request body), or fails as ``fail_next`` says: an HTTP status, "slow"
-(answer after ``slow_seconds``), or "drop" (close the connection without an answer).
+(answer after ``slow_seconds``), or "drop" (close the connection without an answer). A request with
+``"stream": true`` gets the reply as server-sent events, in ``pieces`` (a few characters each, as tokens
+come), a last piece with the token counts when ``stream_options.include_usage`` asks, and ``[DONE]``;
+with ``hold_after`` set, the stream waits after that many pieces until ``release`` is set or the client
+closes it (counted in ``closed_early``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Self
@@ -29,6 +35,10 @@ class FakeOpenAI:
         self.port = port
         self.requests: list[dict[str, Any]] = []
         self.reply: Reply = lambda body: " привет, как дела?"
+        self.pieces: Callable[[str], list[str]] = lambda text: re.findall(r"\s*\S{1,3}|\s+$", text)
+        self.hold_after: int | None = None
+        self.release = asyncio.Event()
+        self.closed_early = 0
         self.slow_seconds = 5.0
         self._faults: list[int | str] = []
         self._runner: web.AppRunner | None = None
@@ -94,14 +104,49 @@ class FakeOpenAI:
             error = {"error": {"message": f"injected {fault}", "type": "error", "code": fault}}
             return web.json_response(error, status=fault, headers=headers)
         text = self.reply(body)
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop", "stop_reason": None}
-        return web.json_response(
-            {
-                "id": f"cmpl-{len(self.requests)}",
-                "object": "text_completion",
-                "created": int(time.time()),
-                "model": body.get("model"),
-                "choices": [choice],
-                "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": 3, "total_tokens": 0},
-            }
-        )
+        if body.get("stream"):
+            return await self._stream(request, body, text)
+        return web.json_response(self._completion(body, [self._choice(text, "stop")], self._usage(body)))
+
+    def _completion(self, body: dict[str, Any], choices: list[dict[str, Any]], usage: dict | None) -> dict[str, Any]:
+        return {
+            "id": f"cmpl-{len(self.requests)}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": choices,
+            "usage": usage,
+        }
+
+    @staticmethod
+    def _choice(text: str, finish_reason: str | None) -> dict[str, Any]:
+        return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason, "stop_reason": None}
+
+    @staticmethod
+    def _usage(body: dict[str, Any]) -> dict[str, int]:
+        return {"prompt_tokens": len(body["prompt"]), "completion_tokens": 3, "total_tokens": 0}
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], text: str) -> web.StreamResponse:
+        """The reply as server-sent events, piece by piece, as vLLM streams a completion."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        events = [self._completion(body, [self._choice(piece, None)], None) for piece in self.pieces(text)]
+        events.append(self._completion(body, [self._choice("", "stop")], None))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(self._completion(body, [], self._usage(body)))
+        for index, event in enumerate(events):
+            if index == self.hold_after and not await self._released(request):
+                self.closed_early += 1
+                return response
+            await response.write(f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _released(self, request: web.Request) -> bool:
+        """Wait for ``release``; False if the client closed the stream first."""
+        while not self.release.is_set():
+            if request.transport is None or request.transport.is_closing():
+                return False
+            await asyncio.sleep(0.01)
+        return True

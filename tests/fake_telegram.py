@@ -1,4 +1,4 @@
-"""A local fake Telegram Bot API server for tests: long polling, replies, recorded calls, injected faults.
+"""A local fake Telegram Bot API server for tests: long polling, replies, drafts, recorded calls, injected faults.
 
 A real aiogram ``Bot`` talks to it through ``AiohttpSession(api=TelegramAPIServer.from_base(server.base_url))``.
 Run ``python tests/fake_telegram.py --port 8081`` to try it by hand (stdin lines ``chat_id text`` inject messages).
@@ -76,6 +76,11 @@ class FakeTelegram:
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.on_call: Callable[[Call], None] | None = None
+        # Methods this server answers 404 "Not Found", as a Bot API server older than them does.
+        self.unknown_methods: set[str] = set()
+        # The update kinds the last getUpdates asked for (Telegram delivers only those).
+        self.allowed_updates: list[str] | None = None
+        self._chat_types: dict[int, str] = {}
         self._update_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._callback_ids = itertools.count(1)
@@ -162,6 +167,7 @@ class FakeTelegram:
     def _user_message(
         self, chat_id: int, user_id: int | None, chat_type: str, reply_to: int | None, fields: dict[str, Any]
     ) -> int:
+        self._chat_types[chat_id] = chat_type
         message_id = self.next_message_id(chat_id)
         message = self.message(
             chat_id, message_id, self.user(self._sender(chat_id, chat_type, user_id)), chat_type, **fields
@@ -231,6 +237,16 @@ class FakeTelegram:
         message = {**self.message(chat_id, message_id, sender, chat_type), "text": text, "edit_date": int(time.time())}
         self.messages[chat_id, message_id] = message
         self.add_update({"edited_message": message})
+
+    def stop_generation(self, chat_id: int, draft_id: int) -> int:
+        """A user presses the stop button under the bot's draft: a stopped_message_generation update."""
+        chat = self.chat(chat_id, self._chat_types.get(chat_id))
+        return self.add_update({"stopped_message_generation": {"chat": chat, "draft_id": draft_id}})
+
+    def drafts(self, chat_id: int | None = None) -> list[dict[str, Any]]:
+        """Params of the accepted sendMessageDraft calls, optionally to one chat, oldest first."""
+        calls = self._matching("sendMessageDraft", None, 0, include_failed=False)
+        return [c.params for c in calls if chat_id is None or str(c.params.get("chat_id")) == str(chat_id)]
 
     def bot_messages(self, chat_id: int) -> list[dict[str, Any]]:
         """The bot's messages in a chat as stored now (after edits), oldest first, with their message_id."""
@@ -364,6 +380,9 @@ class FakeTelegram:
         if time.monotonic() < self._down_until:
             call.failed, call.status = True, 502
             response: web.StreamResponse = _error(502, "Bad Gateway")
+        elif method.lower() in {name.lower() for name in self.unknown_methods}:
+            call.failed, call.status = True, 404
+            response = _error(404, "Not Found")
         elif fault := self._next_fault(method.lower()):
             call.failed, call.status = True, fault.status or 0
             response = self._fault_response(request, fault)
@@ -401,6 +420,9 @@ class FakeTelegram:
             return {"url": "", "has_custom_certificate": False, "pending_update_count": len(self.updates)}
         if method in ("sendmessage", "sendphoto", "senddocument", "sendsticker", "sendvoice", "sendanimation"):
             return self._bot_message(params)
+        if method == "sendmessagedraft":
+            self._check_draft(params)
+            return True
         if method in ("editmessagetext", "editmessagereplymarkup", "editmessagecaption"):
             if "inline_message_id" in params:
                 return True
@@ -414,8 +436,20 @@ class FakeTelegram:
             return self.commands.get(scope, [])
         return True
 
+    def _check_draft(self, params: dict[str, Any]) -> None:
+        """Refuse a draft as Telegram does (400): private chats only, a non-zero id, 4096 characters at most."""
+        chat_id = int(params["chat_id"])
+        if self._chat_types.get(chat_id, "private" if chat_id > 0 else "group") != "private":
+            raise ValueError("drafts can be sent to private chats only")
+        if int(params["draft_id"]) == 0:
+            raise ValueError("draft_id must be non-zero")
+        if len(str(params.get("text", ""))) > 4096:
+            raise ValueError("text is too long")
+
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset, limit = int(params.get("offset", 0)), int(params.get("limit", 100)) or 100
+        if "allowed_updates" in params:
+            self.allowed_updates = params["allowed_updates"]
         deadline = time.monotonic() + float(params.get("timeout", 0))
         while True:
             if offset > 0:

@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 from recording_backend import RecordingBackend  # noqa: F401 - the tests import it from here too
-from recording_session import RecordingSession, callback_update, message_update
+from recording_session import RecordingSession, callback_update, message_update, stop_update
 
 from app import create_bot, create_dispatcher
 from bot.notify import AdminNotifier
@@ -57,6 +57,10 @@ class Harness:
     async def press(self, chat_id: int, data: str, **extra: object) -> None:
         """Feed a press on an inline button with this callback data."""
         await self.dispatcher.feed_raw_update(self.bot, callback_update(chat_id, data, **extra))
+
+    async def stop(self, chat_id: int, draft_id: int) -> None:
+        """Feed a press on the stop button under the bot's draft ``draft_id``."""
+        await self.dispatcher.feed_raw_update(self.bot, stop_update(chat_id, draft_id))
 
     def close(self) -> None:
         self.generator.shutdown()

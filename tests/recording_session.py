@@ -9,7 +9,7 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.client.session.base import BaseSession
-from aiogram.methods import EditMessageText, GetChatMember, GetMe, SendMessage, TelegramMethod
+from aiogram.methods import EditMessageText, GetChatMember, GetMe, SendMessage, SendMessageDraft, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import Chat, ChatMemberMember, ChatMemberOwner, Message, User
 
@@ -69,6 +69,10 @@ class RecordingSession(BaseSession):
     def sent(self, chat_id: int | None = None) -> list[SendMessage]:
         """sendMessage calls, optionally to one chat."""
         return [c for c in self.calls if isinstance(c, SendMessage) and chat_id in (None, c.chat_id)]
+
+    def drafts(self, chat_id: int | None = None) -> list[SendMessageDraft]:
+        """sendMessageDraft calls (failed ones too), optionally to one chat."""
+        return [c for c in self.calls if isinstance(c, SendMessageDraft) and chat_id in (None, c.chat_id)]
 
     def edits(self) -> list[EditMessageText]:
         """editMessageText calls."""
@@ -138,3 +142,9 @@ def callback_update(chat_id: int, data: str, *, user_id: int | None = None, chat
             },
         },
     }
+
+
+def stop_update(chat_id: int, draft_id: int) -> dict:
+    """A raw stopped_message_generation update: the user pressed the stop button under the bot's draft."""
+    chat = {"id": chat_id, "type": "private", "first_name": "Аня"}
+    return {"update_id": next(_update_ids), "stopped_message_generation": {"chat": chat, "draft_id": draft_id}}

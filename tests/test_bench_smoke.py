@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI
 
+from bench import streaming
 from bench.serving import main
 
 
@@ -76,3 +77,24 @@ def test_the_benchmark_measures_a_remote_server_and_the_inbox(tiny_model_dir: Pa
     assert all(run.errors == 0 and run.replies == 2 * run.chats for run in batched)
     assert len(server.requests) == sum(3 * run.chats for run in batched), "warm-up and measured messages, each once"
     assert all(run.new_tokens == 3 * run.replies for run in batched), "counted from the server's usage"
+
+
+def test_the_streaming_benchmark_compares_drafts_with_the_full_reply(endless_model_dir: Path, capsys) -> None:
+    options = ["--model-dir", str(endless_model_dir), "--chats", "1,3", "--new-tokens", "12", "--rounds", "1"]
+    report = streaming.main([*options, "--repeats", "1", "--draft-interval-ms", "0", "--backend", "ctranslate2"])
+
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1] == report.final_line
+    number = r"\d+\.\d\d"
+    ratio = r"\d+\.\d{3}"
+    expected = rf"first_text_p50_3={number} full_reply_p50_3={number} throughput_ratio_3={ratio} cpu_ratio_3={ratio}"
+    assert re.fullmatch(expected, report.final_line), report.final_line
+    assert "CPU: " in out and "load average" in out
+    for count, runs in report.results.items():
+        off, on = runs["off"], runs["drafts"]
+        assert len(off.full_reply) == len(on.full_reply) == count and off.errors == on.errors == 0
+        assert off.first_text == off.full_reply, "without drafts the first text is the full reply"
+        assert on.drafts >= count, "every reply of a word or more per token showed a draft"
+        assert off.drafts == 0 and off.new_tokens == on.new_tokens == 12 * count
+        assert all(first <= full for first, full in zip(on.first_text, on.full_reply, strict=True))
+        assert off.cpu_per_reply > 0 and on.cpu_per_reply > 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import socket
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import aiohttp
@@ -56,6 +58,7 @@ async def test_posts_with_the_secret_are_answered_once_and_others_refused(
     try:
         hook = await fake.wait_for("setWebhook")
         assert hook["url"] == f"http://127.0.0.1:{port}/tg/hook" and hook["secret_token"] == SECRET
+        assert "stopped_message_generation" in hook["allowed_updates"], "a draft's stop button is heard"
         assert not any(call.method == "getUpdates" for call in fake.calls), "no polling in webhook mode"
         async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz") as health:
             assert health.status == 200
@@ -71,10 +74,15 @@ async def test_posts_with_the_secret_are_answered_once_and_others_refused(
         chat = message(fake, 7, "привет")
         assert await post(port, chat) == 200
         await fake.wait_for("sendMessage", is_to(7), timeout=30)
+        fake.stop_generation(7, 99)
+        assert await post(port, fake.updates.pop()) == 200, "a stop under a draft whose reply was sent already"
         assert len(fake.sent_messages(5)) == 1, "a re-posted update is answered once"
         assert fake.sent_messages(6) == [], "posts without the right secret are never handled"
         assert SECRET not in bot.log
         await stop_bot(bot)
+        with closing(sqlite3.connect(tmp_path / "bot.sqlite3")) as db:
+            left = db.execute("SELECT update_id FROM inbox WHERE done_at IS NULL").fetchall()
+        assert left == [], "nothing is left for the next start: the inbox keeps no stop presses"
     finally:
         bot.kill()
 

@@ -12,8 +12,10 @@ from aiogram import Bot, Dispatcher, F, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
+    TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNetworkError,
+    TelegramNotFound,
     TelegramRetryAfter,
     TelegramServerError,
     TelegramUnauthorizedError,
@@ -27,6 +29,7 @@ from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
+    MessageGenerationStopped,
 )
 from fake_telegram import FakeTelegram
 
@@ -286,3 +289,43 @@ async def test_reply_to_and_wait_for_count(server: FakeTelegram, bot: Bot) -> No
     found = await server.wait_for_count("sendMessage", 3, lambda p: p["text"].startswith("n"), timeout=3)
     await asyncio.gather(*senders)
     assert sorted(p["text"] for p in found) == ["n0", "n1", "n2"]
+
+
+async def test_drafts_are_recorded_and_refused_as_telegram_refuses_them(server: FakeTelegram, bot: Bot) -> None:
+    assert await bot.send_message_draft(chat_id=5, draft_id=7, text="привет, как", can_stop=True)
+    assert server.drafts(5) == [{"chat_id": 5, "draft_id": 7, "text": "привет, как", "can_stop": True}]
+    with pytest.raises(TelegramBadRequest, match="non-zero"):
+        await bot.send_message_draft(chat_id=5, draft_id=0, text="привет")
+    with pytest.raises(TelegramBadRequest, match="private chats only"):
+        await bot.send_message_draft(chat_id=-500, draft_id=1, text="привет")
+    server.send_text(600, "hi", user_id=9, chat_type="group")
+    with pytest.raises(TelegramBadRequest, match="private chats only"):
+        await bot.send_message_draft(chat_id=600, draft_id=1, text="привет")
+    with pytest.raises(TelegramBadRequest, match="too long"):
+        await bot.send_message_draft(chat_id=5, draft_id=7, text="а" * 4097)
+    server.unknown_methods.add("sendMessageDraft")
+    with pytest.raises(TelegramNotFound):
+        await bot.send_message_draft(chat_id=5, draft_id=7, text="привет")
+    assert len(server.drafts(5)) == 1, "only the accepted draft is listed"
+
+
+async def test_a_stop_under_a_draft_reaches_the_bot(server: FakeTelegram, bot: Bot) -> None:
+    stopped: list[tuple[int, int]] = []
+    router = Router()
+
+    @router.stopped_message_generation()
+    async def on_stop(event: MessageGenerationStopped) -> None:
+        stopped.append((event.chat.id, event.draft_id))
+
+    dp = Dispatcher()
+    dp.include_router(router)
+    task = asyncio.create_task(dp.start_polling(bot, polling_timeout=1, handle_signals=False))
+    try:
+        server.stop_generation(5, 77)
+        while not stopped:
+            await asyncio.sleep(0.01)
+        assert stopped == [(5, 77)]
+        assert server.allowed_updates == ["stopped_message_generation"], "aiogram asked for the kinds it handles"
+    finally:
+        await dp.stop_polling()
+        await asyncio.wait_for(task, 5)
