@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from aiogram.exceptions import TelegramNotFound, TelegramRetryAfter
 from aiogram.methods import SendChatAction, SendMessageDraft
+from conftest import build_answering_model
 from harness import Harness, RecordingBackend
 
 import texts
@@ -202,3 +203,19 @@ async def test_ctranslate2_replies_stream_too(endless_model_dir: Path, tmp_path:
     backend.progress_wrapper = lambda progress: HoldAt(progress, 5, lambda: bool(harness.session.drafts(1)))
     [toast] = await harness.send(1, "/toast Новый год")
     assert_growing_prefixes(draft_texts(harness, 1), toast.split("\n\n")[1])
+
+
+async def test_drafts_follow_the_chats_profanity_rule(tmp_path: Path, make_harness) -> None:
+    # A model that writes "сука", "ладно", … until its limit: under mask, no draft may show the word uncovered.
+    model_dir = build_answering_model(tmp_path / "model", answers=["сука", "ладно", "море"], endless=True)
+    backend = RecordingBackend(TransformersBackend(str(model_dir), device="cpu", dtype="float32"))
+    harness = make_harness(backend, draft_interval_ms=0, profanity="mask")
+    backend.progress_wrapper = lambda progress: HoldAt(progress, 5, lambda: bool(harness.session.drafts(1)))
+    [toast] = await harness.send(1, "/toast Новый год")
+
+    text = toast.split("\n\n")[1]
+    drafts = draft_texts(harness, 1)
+    assert len(drafts) >= 2 and any("с***" in draft.split() for draft in drafts), drafts
+    assert not any("сука" in draft.split() for draft in [text, *drafts]), drafts
+    # Prefixes of the masked final message: no draft shows a word the final one covers.
+    assert_growing_prefixes(drafts, text)
