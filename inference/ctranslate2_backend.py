@@ -126,13 +126,16 @@ class CTranslate2Backend:
         progresses = [request.progress for request in requests]
         hit = [False] * len(requests)
         so_far: list[list[int]] = [[] for _ in requests]
+        # The callback must not hold the backend: CTranslate2 drops it in a worker thread of its own, and a backend
+        # whose last reference went there would join that very thread on its way out ("Resource deadlock avoided").
+        decode = self.codec.decode
 
         def after_token(step: ctranslate2.GenerationStepResult) -> bool:
             # Runs after each token of each row (the prompt's own tokens excluded); True ends that row alone.
             row, progress = step.batch_id, progresses[step.batch_id]
             if progress is not None:
                 so_far[row].append(step.token_id)
-                if progress.poll(lambda: self.codec.decode(so_far[row])):
+                if progress.poll(lambda: decode(so_far[row])):
                     return True
             if time.monotonic() >= deadlines[row]:
                 hit[row] = True

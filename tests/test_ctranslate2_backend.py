@@ -366,3 +366,33 @@ def test_a_hub_model_converts_from_its_downloaded_snapshot(tiny_model_dir: Path,
     assert summary == "ctranslate2, cpu, int8_float32" and folder.startswith("owner--tiny-int8-")
     CTranslate2Backend(str(tiny_model_dir), cache_dir=tmp_path / "local")
     assert folder.endswith(next((tmp_path / "local").iterdir()).name.rsplit("-", 1)[1]), "same files, same fingerprint"
+
+
+DROPPED_AFTER_EACH_REPLY = """
+import subprocess, sys, time
+from pathlib import Path
+from inference.backend import Request
+from inference.ctranslate2_backend import CTranslate2Backend
+
+model, cache = sys.argv[1], Path(sys.argv[2])
+for _ in range(30):
+    backend = CTranslate2Backend(model, cache_dir=cache, device="cpu")
+    backend.generate([Request(("привет",), time.monotonic() + 60)])
+    backend = None  # dropped while CTranslate2's worker may still hold the batch's callback
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+print("survived")
+"""
+
+
+def test_a_backend_dropped_right_after_a_reply_ends_cleanly(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # The batch's callback used to hold the backend, so CTranslate2 could drop its last reference in its own worker
+    # thread, which then joined itself: std::terminate, the whole process aborted (a test run, here).
+    done = subprocess.run(
+        [sys.executable, "-c", DROPPED_AFTER_EACH_REPLY, str(tiny_model_dir), str(tmp_path / "ct2")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "survived", done.stderr[-2000:]
