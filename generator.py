@@ -15,14 +15,13 @@ from errors import BusyError, EmptyMessageError, ReplyTimeoutError
 from inference.backend import Backend, ModelLoadError, Outcome, RemoteBackend, Request
 from inference.batching import BatchingPool, ConcurrentRunner
 from inference.ctranslate2_backend import CTranslate2Backend
-from inference.devices import pick_device, pick_engine
+from inference.devices import pick_engine, resolve_device
 from inference.dialogue import merge_turns
 from inference.modes import CHAT, TASKS, request_turn
 from inference.openai_backend import OpenAIBackend
 from inference.profanity import ALLOW, AVOID, ProfanityFilter, read_word_list
 from inference.progress import ReplyProgress
 from inference.sampling import STYLES, TASK_DEFAULTS, Sampling, with_values
-from inference.transformers_backend import TransformersBackend
 from settings import Settings
 from store import BOT_AUTHOR, ChatReply, ChatStore, Turn
 
@@ -92,7 +91,7 @@ def load_models(settings: Settings) -> tuple[Backend, dict[str, Backend]]:
         )
         return remote, {}
     loaded: dict[str, Backend] = {}
-    device = pick_device(settings.device)
+    device = resolve_device(settings.device)
     engine = pick_engine(settings.backend, device)
 
     def load(path: str) -> Backend:
@@ -118,6 +117,9 @@ def local_backend(engine: str, path: str, settings: Settings) -> Backend:
             dtype=settings.dtype,
             workers=settings.workers,
         )
+    # Imported here: it imports torch, which a CTranslate2 bot never needs.
+    from inference.transformers_backend import TransformersBackend
+
     return TransformersBackend(path, device=settings.device, dtype=settings.dtype)
 
 

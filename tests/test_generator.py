@@ -105,7 +105,9 @@ def test_hub_ids_reach_from_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:
 
     # The hub says it has the model, then fails to hand over the tokenizer.
     monkeypatch.setattr("huggingface_hub.get_hf_file_metadata", lambda url: None)
-    monkeypatch.setattr("inference.codec.AutoTokenizer.from_pretrained", fake_hub)
+    # Nothing of it is cached here, so its tokenizer is AutoTokenizer's to load.
+    monkeypatch.setattr("inference.codec.try_to_load_from_cache", lambda repo_id, filename: None)
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", fake_hub)
     with pytest.raises(ModelLoadError, match="tinkoff-ai/ruDialoGPT-small: offline"):
         TransformersBackend("tinkoff-ai/ruDialoGPT-small")
     assert seen == ["tinkoff-ai/ruDialoGPT-small"]
@@ -117,6 +119,20 @@ def test_batched_replies_equal_unbatched_ones_under_greedy_decoding(model: Trans
     together = model.generate(requests(*PROMPTS), config)
     assert together == alone
     assert any(outcome.text for outcome in alone)
+
+
+def test_a_row_stops_at_a_token_that_cuts_its_reply_with_the_reply_it_would_have_had(cutting_model_dir: Path) -> None:
+    model = TransformersBackend(str(cutting_model_dir), device="cpu", dtype="float32")
+    no_penalties = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+    stopping = greedy(model, **no_penalties)
+    assert len(stopping.eos_token_id) == 3, "both speaker tokens and the cutting one"
+    running_on = greedy(model, **no_penalties, eos_token_id=list(model.tokens.speakers))
+    stopped, _ = model.generate_ids(requests(*PROMPTS), stopping)
+    full, _ = model.generate_ids(requests(*PROMPTS), running_on)
+    assert all(len(row) == 2 for row in stopped), "a word, then the token that cuts the reply: the call ends there"
+    assert all(len(row) == 12 for row in full)
+    replies = [model.codec.decode(row) for row in stopped]
+    assert replies == [model.codec.decode(row) for row in full] and all(replies)
 
 
 def test_a_requests_stop_token_ends_only_its_own_reply(model: TransformersBackend) -> None:
