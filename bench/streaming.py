@@ -47,8 +47,9 @@ from aiogram.methods import SendMessageDraft, TelegramMethod
 from aiogram.methods.base import Response, TelegramType
 from transformers.utils import logging as transformers_logging
 
-from bench.serving import ENGINES, CallLog, _model_dir, batched_settings, chat_script, cpu_line, instrument, percentile
-from bench.serving import message_update as private_message
+from bench.serving import ENGINES, _model_dir, batched_settings, cpu_line
+from bench.workload import CallLog, chat_script, instrument, percentile
+from bench.workload import message_update as private_message
 from bot.drafts import Drafts
 from errors import BusyError, ReplyTimeoutError
 from generator import ReplyGenerator, load_models
