@@ -2,10 +2,11 @@
 
 bench.serving starts it with the settings as JSON on its command line. It loads the models as the bot does
 (generator.load_models; bench.serving made the CTranslate2 conversion before, as a restart finds it), warms
-them up, prints one JSON line (its backend's summary, the seconds that took, whether torch got imported) and
-then answers each workload it reads on stdin (one JSON line: chats, rounds, first_chat_id, lag_tick) with its
-RunStats as one JSON line. It holds no naive model and imports no torch unless its engine needs it, so its
-peak resident memory is the bot's own (the chats' inbox and history included, the Telegram side aside).
+them up, prints one JSON line (its backend's summary, the seconds that took, whether torch got imported,
+its MAX_BATCH and BATCH_WINDOW_MS) and then answers each workload it reads on stdin (one JSON line: chats,
+rounds, first_chat_id, lag_tick) with its RunStats as one JSON line. It holds no naive model and imports no
+torch unless its engine needs it, so its peak resident memory is the bot's own (the chats' inbox and history
+included, the Telegram side aside).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,6 +26,7 @@ from bench.rss import read_memory
 from bench.workload import BotPath, RunStats, instrument, run_workload
 from bot.inbox import Inbox
 from generator import ReplyGenerator, load_models
+from inference.tuning import Tuning
 from settings import Settings
 from store import ChatStore
 
@@ -53,6 +55,7 @@ class BatchedProcess:
         self.summary: str = ready["summary"]
         self.load_seconds: float = ready["load_seconds"]
         self.torch_loaded: bool = ready["torch"]
+        self.tuning = Tuning(**ready["tuning"])
 
     def run(self, **workload: Any) -> RunStats:
         """One workload (run_workload's keywords other than the server's), run there."""
@@ -100,7 +103,12 @@ async def serve(settings: Settings, requests: IO[str], answers: IO[str]) -> None
     try:
         generator.warm_up()
         seconds = time.perf_counter() - started
-        ready = {"summary": model.summary, "load_seconds": seconds, "torch": "torch" in sys.modules}
+        ready = {
+            "summary": model.summary,
+            "load_seconds": seconds,
+            "torch": "torch" in sys.modules,
+            "tuning": asdict(generator.tuning),
+        }
         answers.write(json.dumps(ready) + "\n")
         answers.flush()
         path = BotPath(generator, Inbox(store.connection))

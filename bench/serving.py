@@ -243,9 +243,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=ENGINES,
         help="BACKEND of the batched path (default: what BACKEND=auto picks here, ctranslate2 on a CPU)",
     )
-    parser.add_argument("--max-batch", type=int, default=Settings.max_batch, help="MAX_BATCH of the batched path")
+    parser.add_argument(
+        "--max-batch", type=int, help="MAX_BATCH of the batched path (default: the engine's measured one)"
+    )
     parser.add_argument("--workers", type=int, default=Settings.workers, help="WORKERS of the batched path")
-    parser.add_argument("--window-ms", type=float, default=Settings.batch_window_ms, help="BATCH_WINDOW_MS")
+    parser.add_argument("--window-ms", type=float, help="BATCH_WINDOW_MS (default: the engine's measured one)")
     parser.add_argument("--naive-workers", type=int, default=2, help="threads of the naive pool (default 2)")
     parser.add_argument("--device", default=Settings.device, help="DEVICE for both paths (auto, cpu, cuda)")
     parser.add_argument("--dtype", default=Settings.dtype, help="DTYPE of the batched path (the naive one is float32)")
@@ -331,8 +333,8 @@ def _bench(args: argparse.Namespace, base: Settings, source: str) -> BenchReport
             f"load average {os.getloadavg()[0]:.2f}\n"
             f"model: {naive_model.parameters / 1e6:.1f}M parameters ({source}), "
             f"{config.n_layer} layers x {config.n_embd}, vocab {config.vocab_size}\n"
-            f"batched: {engines['batched']}, WORKERS={base.workers}, MAX_BATCH={base.max_batch}, "
-            f"BATCH_WINDOW_MS={base.batch_window_ms:g}, in a process of its own (loaded and warmed up in "
+            f"batched: {engines['batched']}, WORKERS={base.workers}, MAX_BATCH={batched.tuning.max_batch}, "
+            f"BATCH_WINDOW_MS={batched.tuning.batch_window_ms:g}, in a process of its own (loaded and warmed up in "
             f"{batched.load_seconds:.1f} s; torch {'imported' if batched.torch_loaded else 'not imported'})\n"
             f"naive: {engines['naive']}, one generate() per message, {args.naive_workers} pool threads\n"
             f"both: {with_values(MODEL_CARD, base.sampling_overrides('chat'))}, CONTEXT_TURNS={base.context_turns}, "
