@@ -62,10 +62,12 @@ INFERENCE_MODEL = ""
 # --- Serving --------------------------------------------------------------------------------------
 # Threads that run generate(); each runs one batch at a time. One is best on a small CPU.
 WORKERS = 1
-# Most replies generated together in one batched generate() call.
-MAX_BATCH = 16
-# How long (ms) a request waits for others to share its batch when a worker is free.
-BATCH_WINDOW_MS = 10
+# Most replies generated together in one batched generate() call. None: what was measured best for the
+# engine on its device (CTranslate2 on a CPU: 32; transformers on a CPU, and every engine on a GPU: 16).
+MAX_BATCH = None
+# How long (ms) a request waits for others to share its batch when a worker is free. None: the engine's
+# measured default (10 everywhere so far).
+BATCH_WINDOW_MS = None
 # Replies queued or generating at once; past this a user is told the bot is busy.
 MAX_PENDING = 64
 # Messages of one chat waiting for their replies; past this the user is asked to wait.

@@ -12,17 +12,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from errors import BusyError, EmptyMessageError, ReplyTimeoutError
-from inference.backend import Backend, ModelLoadError, Outcome, RemoteBackend, Request
+from inference.backend import Backend, LocalBackend, ModelLoadError, Outcome, RemoteBackend, Request
 from inference.batching import BatchingPool, ConcurrentRunner
 from inference.ctranslate2_backend import CTranslate2Backend
-from inference.devices import pick_device, pick_engine
+from inference.devices import pick_engine, resolve_device
 from inference.dialogue import merge_turns
 from inference.modes import CHAT, TASKS, request_turn
 from inference.openai_backend import OpenAIBackend
 from inference.profanity import ALLOW, AVOID, ProfanityFilter, read_word_list
 from inference.progress import ReplyProgress
 from inference.sampling import STYLES, TASK_DEFAULTS, Sampling, with_values
-from inference.transformers_backend import TransformersBackend
+from inference.tuning import UNMEASURED, Tuning, tuning_for
 from settings import Settings
 from store import BOT_AUTHOR, ChatReply, ChatStore, Turn
 
@@ -92,7 +92,7 @@ def load_models(settings: Settings) -> tuple[Backend, dict[str, Backend]]:
         )
         return remote, {}
     loaded: dict[str, Backend] = {}
-    device = pick_device(settings.device)
+    device = resolve_device(settings.device)
     engine = pick_engine(settings.backend, device)
 
     def load(path: str) -> Backend:
@@ -118,7 +118,19 @@ def local_backend(engine: str, path: str, settings: Settings) -> Backend:
             dtype=settings.dtype,
             workers=settings.workers,
         )
+    # Imported here: it imports torch, which a CTranslate2 bot never needs.
+    from inference.transformers_backend import TransformersBackend
+
     return TransformersBackend(path, device=settings.device, dtype=settings.dtype)
+
+
+def serving_tuning(model: Backend, settings: Settings) -> Tuning:
+    """MAX_BATCH and BATCH_WINDOW_MS: as set, else what was measured best for the chat model's engine and device."""
+    measured = tuning_for(model.engine, model.device.type) if isinstance(model, LocalBackend) else UNMEASURED
+    return Tuning(
+        max_batch=measured.max_batch if settings.max_batch is None else settings.max_batch,
+        batch_window_ms=measured.batch_window_ms if settings.batch_window_ms is None else settings.batch_window_ms,
+    )
 
 
 def describe_models(generator: ReplyGenerator) -> str:
@@ -141,6 +153,7 @@ class ReplyGenerator:
             task: TaskModel(backend, task_sampling(task, backend, settings)) for task, backend in backends.items()
         }
         self._backends = {backend.name: backend for backend in backends.values()}
+        self.tuning = serving_tuning(model, settings)
         self._profanity = ProfanityFilter(read_word_list(settings.blocked_words) if settings.blocked_words else ())
         # A remote server batches on its own: its requests go out from the event loop, no thread pool.
         self._remote = all(isinstance(backend, RemoteBackend) for backend in self._backends.values())
@@ -150,8 +163,8 @@ class ReplyGenerator:
             else BatchingPool(
                 self._generate,
                 workers=settings.workers,
-                max_batch=settings.max_batch,
-                window=settings.batch_window_ms / 1000,
+                max_batch=self.tuning.max_batch,
+                window=self.tuning.batch_window_ms / 1000,
                 max_pending=settings.max_pending,
             )
         )

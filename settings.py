@@ -64,8 +64,9 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"
     workers: int = 1
-    max_batch: int = 16
-    batch_window_ms: float = 10.0
+    # None: the engine's measured default on its device (inference/tuning.py).
+    max_batch: int | None = None
+    batch_window_ms: float | None = None
     max_pending: int = 64
     chat_queue_limit: int = 3
     generation_timeout: float = 60.0

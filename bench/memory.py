@@ -38,7 +38,9 @@ import ctranslate2
 import torch
 from transformers.utils import logging as transformers_logging
 
-from bench.serving import DIALOGUES, build_model, cpu_line
+from bench.rss import Memory, read_memory
+from bench.serving import build_model, cpu_line
+from bench.workload import DIALOGUES
 from settings import Settings
 from tests.fake_openai import FakeOpenAI
 from tests.fake_telegram import FakeTelegram
@@ -54,14 +56,6 @@ SETTING_NAMES = frozenset(field.name.upper() for field in fields(Settings))
 
 
 @dataclass
-class Memory:
-    """One reading of /proc/PID/status, in MiB: resident now and the peak so far."""
-
-    rss: float
-    peak: float
-
-
-@dataclass
 class Measurement:
     """One model on one engine: what the bot loaded, and its memory after start-up and after the chats."""
 
@@ -72,13 +66,6 @@ class Measurement:
     started: Memory
     served: Memory
     replies: int
-
-
-def read_memory(pid: int) -> Memory:
-    """VmRSS and VmHWM of a process, in MiB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    kib = {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM")}
-    return Memory(kib["VmRSS"] / 1024, kib["VmHWM"] / 1024)
 
 
 class Bot:

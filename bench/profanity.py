@@ -21,16 +21,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from bench.serving import (
-    DIALOGUES,
-    BenchReport,
-    BotPath,
-    RunStats,
-    batched_settings,
-    cpu_line,
-    instrument,
-    run_workload,
-)
+from bench.serving import BenchReport, batched_settings, cpu_line
+from bench.workload import DIALOGUES, BotPath, RunStats, instrument, run_workload
 from generator import AVOID_TRIES, ReplyGenerator, load_models
 from inference.profanity import ALLOW, AVOID, ProfanityFilter, read_word_list
 from settings import Settings

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
-import json
 import math
 import os
 import tempfile
@@ -42,24 +40,21 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any
 
 import ctranslate2
 import torch
-from aiogram.types import Chat, Message, Update
 from transformers.utils import logging as transformers_logging
 
-from bot.inbox import Inbox
-from errors import BusyError, ReplyTimeoutError
-from generator import ReplyGenerator, load_models
-from inference.backend import Backend, BatchStats, Request
-from inference.ctranslate2_backend import CTranslate2Backend
-from inference.devices import NATIVE_BF16, pick_device, pick_engine
+from bench.batched import BatchedProcess
+from bench.workload import DIALOGUES, HISTORY_WINDOW, CallLog, RunStats, inbox_cost, instrument, run_workload
+from errors import ReplyTimeoutError
+from generator import load_models
+from inference.backend import Request
+from inference.devices import NATIVE_BF16, pick_engine, resolve_device
 from inference.dialogue import FIRST_SPEAKER, SECOND_SPEAKER, merge_turns
-from inference.openai_backend import OpenAIBackend
 from inference.sampling import MODEL_CARD, with_values
 from inference.transformers_backend import TransformersBackend
 from settings import Settings
@@ -73,132 +68,11 @@ DEFAULT_CHATS = (1, 4, 16, 32)
 QUICK_CHATS = (1, 16)
 # Measured rounds per chat count: more for few chats (cheap, and their median needs samples).
 DEFAULT_ROUNDS = {1: 10, 4: 3, 16: 3, 32: 2}
-HISTORY_WINDOW = 64
-# The inbox keys updates on the bot they came to; the benchmark is one bot.
-BENCH_BOT_ID = 1
 
 # The local engines --backend takes (BACKEND=openai is a remote server, measured by its own tools).
 ENGINES = ("ctranslate2", "transformers", "openai")
 # CPU flags worth printing next to the figures: what the engines' matrix products can use.
 CPU_FLAGS = ("avx2", "avx512_f", "avx512_vnni", *NATIVE_BF16, "amx_int8")
-
-
-def load_dialogues(path: Path) -> tuple[tuple[str, ...], ...]:
-    """Short Russian group-chat dialogues: a chat's (user, bot) history, then the messages it sends."""
-    return tuple(tuple(dialogue) for dialogue in json.loads(path.read_text(encoding="utf-8")))
-
-
-DIALOGUES = load_dialogues(Path(__file__).with_name("dialogues.json"))
-
-
-class Server(Protocol):
-    """What a simulated chat talks to: the bot's ReplyGenerator or the naive pool."""
-
-    async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
-        """Answer one message of the chat."""
-        ...
-
-    def remember(self, chat_id: int, reply: ChatReply) -> None:
-        """Add a delivered reply to the chat's history."""
-        ...
-
-
-@dataclass
-class CallLog:
-    """Every batch one backend generated since the last ``clear()``, as its ``on_batch`` hook reported it."""
-
-    calls: list[BatchStats] = field(default_factory=list)
-
-    def record(self, stats: BatchStats) -> None:
-        """The backend's hook: keep one batch's figures."""
-        self.calls.append(stats)
-
-    def clear(self) -> None:
-        """Forget the calls seen so far."""
-        self.calls = []
-
-
-def instrument(backend: TransformersBackend | CTranslate2Backend | OpenAIBackend) -> CallLog:
-    """Log each batch the backend generates through its ``on_batch`` hook (its code path is otherwise untouched)."""
-    log = CallLog()
-    backend.on_batch = log.record
-    return log
-
-
-class LagMeter:
-    """Wakes every ``period`` seconds and records how late the event loop let it wake.
-
-    Each wake-up takes the GIL from the generating thread, so a fast ticker slows generation down:
-    at 5 ms a bf16 generate() of one row ran about 15% slower on 2 CPU cores and 50% slower on a GPU.
-    """
-
-    def __init__(self, period: float) -> None:
-        self.period = period
-        self.worst = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            started = time.perf_counter()
-            await asyncio.sleep(self.period)
-            self.worst = max(self.worst, time.perf_counter() - started - self.period)
-
-    def __enter__(self) -> LagMeter:
-        self._task = asyncio.ensure_future(self._run())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-
-class BotPath:
-    """The bot's own path for one message: kept in the inbox, answered by the generator, remembered, done.
-
-    The inbox costs one insert and one update in the same SQLite file per message; the single-chat figure
-    includes them.
-    """
-
-    def __init__(self, generator: ReplyGenerator, inbox: Inbox) -> None:
-        self._generator = generator
-        self._inbox = inbox
-        self._update_ids = itertools.count(1)
-        self._received: dict[int, int] = {}
-
-    async def reply(self, chat_id: int, text: str, author: str) -> ChatReply:
-        """Keep the message, then generate its reply."""
-        update_id = next(self._update_ids)
-        self._inbox.receive(BENCH_BOT_ID, message_update(update_id, chat_id, text))
-        self._received[chat_id] = update_id
-        return await self._generator.reply(chat_id, text, author)
-
-    def remember(self, chat_id: int, reply: ChatReply) -> None:
-        """Add the reply to the history, and mark the message done."""
-        self._generator.remember(chat_id, reply)
-        self._inbox.done(BENCH_BOT_ID, self._received.pop(chat_id))
-
-
-def message_update(update_id: int, chat_id: int, text: str) -> Update:
-    """A private message as Telegram delivers it."""
-    chat = Chat(id=chat_id, type="private")
-    message = Message(message_id=update_id, date=datetime.now(UTC), chat=chat, text=text)
-    return Update(update_id=update_id, message=message)
-
-
-def inbox_cost(db_path: Path, messages: int = 500) -> float:
-    """Median milliseconds one message costs the inbox (its insert and its update) in a file on this disk."""
-    store = ChatStore(db_path)
-    try:
-        inbox = Inbox(store.connection)
-        costs = []
-        for update_id in range(1, messages + 1):
-            started = time.perf_counter()
-            inbox.receive(BENCH_BOT_ID, message_update(update_id, 1, "привет, как дела?"))
-            inbox.done(BENCH_BOT_ID, update_id)
-            costs.append(time.perf_counter() - started)
-    finally:
-        store.close()
-    return percentile(costs, 50) * 1000
 
 
 class NaivePool:
@@ -239,65 +113,11 @@ class NaivePool:
 
 
 @dataclass
-class RunStats:
-    """One path at one chat count: what the measured rounds gave."""
-
-    path: str
-    chats: int
-    rounds: int
-    seconds: float
-    latencies: list[float]
-    replies_per_chat: dict[int, int]
-    errors: int
-    new_tokens: int
-    prompt_tokens: float
-    mean_batch: float
-    generate_seconds: float
-    worst_lag: float
-
-    @property
-    def replies(self) -> int:
-        """Replies received in the measured rounds."""
-        return len(self.latencies)
-
-    @property
-    def replies_per_second(self) -> float:
-        """Throughput in replies."""
-        return self.replies / self.seconds
-
-    @property
-    def tokens_per_second(self) -> float:
-        """Throughput in generated tokens (up to each reply's stop token)."""
-        return self.new_tokens / self.seconds
-
-    @property
-    def p50(self) -> float:
-        """Median latency of a reply, seconds."""
-        return percentile(self.latencies, 50)
-
-    @property
-    def p95(self) -> float:
-        """95th-percentile latency of a reply, seconds."""
-        return percentile(self.latencies, 95)
-
-
-@dataclass
 class BenchReport:
     """Every run and the final machine-readable line."""
 
     runs: list[RunStats]
     final_line: str
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile with linear interpolation (nan for no values)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def build_model(directory: Path, shared: Path = SHARED_MODEL) -> Path:
@@ -349,79 +169,6 @@ def _small_tokenizer() -> object:
     return tokenizer
 
 
-def chat_script(index: int, author: str, messages: int) -> tuple[list[Turn], list[str]]:
-    """The seeded history (``author``, bot) and the ``messages`` texts the ``index``-th chat sends."""
-    dialogue = DIALOGUES[index % len(DIALOGUES)]
-    history = [Turn(author, dialogue[0]), Turn(BOT_AUTHOR, dialogue[1])]
-    lines = dialogue[2:]
-    return history, [lines[(index + n) % len(lines)] for n in range(messages)]
-
-
-async def _chat(server: Server, chat_id: int, author: str, messages: Sequence[str], latencies: list[float]) -> int:
-    """Send the messages one after another; returns how many failed (timeout, queue full)."""
-    errors = 0
-    for text in messages:
-        started = time.perf_counter()
-        try:
-            server.remember(chat_id, await server.reply(chat_id, text, author))
-        except (ReplyTimeoutError, BusyError):
-            errors += 1
-            continue
-        latencies.append(time.perf_counter() - started)
-    return errors
-
-
-async def run_workload(
-    *,
-    path: str,
-    server: Server,
-    store: ChatStore,
-    log: CallLog,
-    chats: int,
-    rounds: int,
-    first_chat_id: int,
-    lag_tick: float,
-) -> RunStats:
-    """Seed the chats' history, run one warm-up round, then ``rounds`` measured messages per chat at once."""
-    chat_ids = [first_chat_id + i for i in range(chats)]
-    scripts = {chat_id: chat_script(i, f"user{chat_id}", rounds + 1) for i, chat_id in enumerate(chat_ids)}
-    for chat_id, (history, _) in scripts.items():
-        store.clear(chat_id)
-        store.add_turns(chat_id, history)
-    torch.manual_seed(0)
-    warm: dict[int, list[float]] = {chat_id: [] for chat_id in chat_ids}
-    warm_errors = await asyncio.gather(
-        *(_chat(server, chat_id, f"user{chat_id}", msgs[:1], warm[chat_id]) for chat_id, (_, msgs) in scripts.items())
-    )
-    log.clear()
-    per_chat: dict[int, list[float]] = {chat_id: [] for chat_id in chat_ids}
-    with LagMeter(lag_tick) as lag:
-        started = time.perf_counter()
-        errors = await asyncio.gather(
-            *(
-                _chat(server, chat_id, f"user{chat_id}", msgs[1:], per_chat[chat_id])
-                for chat_id, (_, msgs) in scripts.items()
-            )
-        )
-        seconds = time.perf_counter() - started
-    calls = list(log.calls)
-    prompts = [p for call in calls for p in call.prompt_tokens]
-    return RunStats(
-        path=path,
-        chats=chats,
-        rounds=rounds,
-        seconds=seconds,
-        latencies=[latency for values in per_chat.values() for latency in values],
-        replies_per_chat={chat_id: len(warm[chat_id]) + len(per_chat[chat_id]) for chat_id in chat_ids},
-        errors=sum(errors) + sum(warm_errors),
-        new_tokens=sum(n for call in calls for n in call.new_tokens),
-        prompt_tokens=sum(prompts) / len(prompts) if prompts else math.nan,
-        mean_batch=sum(len(call.new_tokens) for call in calls) / len(calls) if calls else math.nan,
-        generate_seconds=sum(call.seconds for call in calls) / len(calls) if calls else math.nan,
-        worst_lag=lag.worst,
-    )
-
-
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else math.nan
 
@@ -447,21 +194,27 @@ def print_table(batched: RunStats, naive: RunStats, engines: dict[str, str]) -> 
     )
 
 
-def final_line(runs: Sequence[RunStats]) -> str:
-    """``speedup_16=X.XX p95_ratio_16=Y.YY single_ratio=Z.ZZ max_lag_ms=W`` (16, or the largest N run).
+def final_line(runs: Sequence[RunStats], peak_mb: float) -> str:
+    """``speedup_16=… p95_ratio_16=… single_ratio=… max_lag_ms=… speedup_32=… rss_mb=…``.
 
-    single_ratio is nan when 1 chat was not run.
+    speedup and p95_ratio at 16 chats, or at the largest N run when 16 was not; single_ratio and speedup_32 are
+    nan when 1 or 32 chats were not run; rss_mb is the batched path's process's peak resident memory.
     """
     by_key = {(run.path, run.chats): run for run in runs}
     counts = sorted({run.chats for run in runs})
     many = 16 if 16 in counts else counts[-1]
-    speedup = _ratio(by_key["batched", many].replies_per_second, by_key["naive", many].replies_per_second)
+
+    def speedup(count: int) -> float:
+        if count not in counts:
+            return math.nan
+        return _ratio(by_key["batched", count].replies_per_second, by_key["naive", count].replies_per_second)
+
     p95_ratio = _ratio(by_key["batched", many].p95, by_key["naive", many].p95)
     single_ratio = _ratio(by_key["batched", 1].p50, by_key["naive", 1].p50) if 1 in counts else math.nan
     max_lag = max(run.worst_lag for run in runs if run.path == "batched") * 1000
     return (
-        f"speedup_{many}={speedup:.2f} p95_ratio_{many}={p95_ratio:.2f} "
-        f"single_ratio={single_ratio:.2f} max_lag_ms={max_lag:.0f}"
+        f"speedup_{many}={speedup(many):.2f} p95_ratio_{many}={p95_ratio:.2f} "
+        f"single_ratio={single_ratio:.2f} max_lag_ms={max_lag:.0f} speedup_32={speedup(32):.2f} rss_mb={peak_mb:.0f}"
     )
 
 
@@ -490,9 +243,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=ENGINES,
         help="BACKEND of the batched path (default: what BACKEND=auto picks here, ctranslate2 on a CPU)",
     )
-    parser.add_argument("--max-batch", type=int, default=Settings.max_batch, help="MAX_BATCH of the batched path")
+    parser.add_argument(
+        "--max-batch", type=int, help="MAX_BATCH of the batched path (default: the engine's measured one)"
+    )
     parser.add_argument("--workers", type=int, default=Settings.workers, help="WORKERS of the batched path")
-    parser.add_argument("--window-ms", type=float, default=Settings.batch_window_ms, help="BATCH_WINDOW_MS")
+    parser.add_argument("--window-ms", type=float, help="BATCH_WINDOW_MS (default: the engine's measured one)")
     parser.add_argument("--naive-workers", type=int, default=2, help="threads of the naive pool (default 2)")
     parser.add_argument("--device", default=Settings.device, help="DEVICE for both paths (auto, cpu, cuda)")
     parser.add_argument("--dtype", default=Settings.dtype, help="DTYPE of the batched path (the naive one is float32)")
@@ -544,7 +299,7 @@ def batched_settings(args: argparse.Namespace, model_dir: Path, db_dir: Path) ->
     """The batched path's settings, as the bot would read them."""
     return Settings(
         model_path=str(model_dir),
-        backend=args.backend or pick_engine("auto", pick_device(args.device)),
+        backend=args.backend or pick_engine("auto", resolve_device(args.device)),
         inference_url=args.url or "",
         inference_api_key=args.api_key,
         inference_model=args.served_model,
@@ -559,59 +314,64 @@ def batched_settings(args: argparse.Namespace, model_dir: Path, db_dir: Path) ->
     )
 
 
-async def _bench(args: argparse.Namespace, base: Settings, batched_model: Backend, source: str) -> list[RunStats]:
+def _bench(args: argparse.Namespace, base: Settings, source: str) -> BenchReport:
+    """Both paths at each chat count, batched (in its own process) then naive (here), and the final line."""
     chats = args.chats or (QUICK_CHATS if args.quick else DEFAULT_CHATS)
     naive_settings = replace(base, dtype="float32", db_path=str(Path(base.db_path).with_name("naive.sqlite3")))
     naive_model = TransformersBackend(base.model_path, device=base.device, dtype="float32")
-    batched_log, naive_log = instrument(batched_model), instrument(naive_model)
-    engines = {"batched": batched_model.summary, "naive": naive_model.summary}
-    config = naive_model.model.config
-    print(
-        f"{cpu_line()}\n"
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), ctranslate2 {ctranslate2.__version__}, "
-        f"load average {os.getloadavg()[0]:.2f}\n"
-        f"model: {naive_model.parameters / 1e6:.1f}M parameters ({source}), "
-        f"{config.n_layer} layers x {config.n_embd}, vocab {config.vocab_size}\n"
-        f"batched: {engines['batched']}, WORKERS={base.workers}, MAX_BATCH={base.max_batch}, "
-        f"BATCH_WINDOW_MS={base.batch_window_ms:g}\n"
-        f"naive: {engines['naive']}, one generate() per message, {args.naive_workers} pool threads\n"
-        f"both: {with_values(MODEL_CARD, base.sampling_overrides('chat'))}, CONTEXT_TURNS={base.context_turns}, "
-        f"chats {list(chats)}\n"
-        "columns: batch = mean rows per generation call, gen s = mean seconds per call, prompt tok = mean prompt "
-        f"length; loop lag sampled every {args.lag_tick_ms:g} ms\n"
-        f"inbox: one insert and one update in the database per message, "
-        f"{inbox_cost(Path(base.db_path).with_name('inbox-cost.sqlite3')):.2f} ms each (median of 500)"
-    )
-    batched_store, naive_store = ChatStore(base.db_path), ChatStore(naive_settings.db_path)
-    generator = ReplyGenerator(batched_model, batched_store, base)
-    bot_path = BotPath(generator, Inbox(batched_store.connection))
+    naive_log = instrument(naive_model)
     started = time.perf_counter()
-    generator.warm_up()
-    naive_model.generate([Request(("привет",), time.monotonic() + 60, MODEL_CARD, naive_model.name)])
-    print(f"warm-up generations took {time.perf_counter() - started:.1f} s")
+    batched = BatchedProcess(base)
     runs: list[RunStats] = []
-    tick = args.lag_tick_ms / 1000
+    naive_store = ChatStore(naive_settings.db_path)
     try:
+        engines = {"batched": batched.summary, "naive": naive_model.summary}
+        config = naive_model.model.config
+        print(
+            f"{cpu_line()}\n"
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), ctranslate2 {ctranslate2.__version__}, "
+            f"load average {os.getloadavg()[0]:.2f}\n"
+            f"model: {naive_model.parameters / 1e6:.1f}M parameters ({source}), "
+            f"{config.n_layer} layers x {config.n_embd}, vocab {config.vocab_size}\n"
+            f"batched: {engines['batched']}, WORKERS={base.workers}, MAX_BATCH={batched.tuning.max_batch}, "
+            f"BATCH_WINDOW_MS={batched.tuning.batch_window_ms:g}, in a process of its own (loaded and warmed up in "
+            f"{batched.load_seconds:.1f} s; torch {'imported' if batched.torch_loaded else 'not imported'})\n"
+            f"naive: {engines['naive']}, one generate() per message, {args.naive_workers} pool threads\n"
+            f"both: {with_values(MODEL_CARD, base.sampling_overrides('chat'))}, CONTEXT_TURNS={base.context_turns}, "
+            f"chats {list(chats)}\n"
+            "columns: batch = mean rows per generation call, gen s = mean seconds per call, prompt tok = mean prompt "
+            f"length; loop lag sampled every {args.lag_tick_ms:g} ms\n"
+            f"inbox: one insert and one update in the database per message, "
+            f"{inbox_cost(Path(base.db_path).with_name('inbox-cost.sqlite3')):.2f} ms each (median of 500)"
+        )
+        naive_model.generate([Request(("привет",), time.monotonic() + 60, MODEL_CARD, naive_model.name)])
+        print(f"start-up and warm-up took {time.perf_counter() - started:.1f} s")
+        tick = args.lag_tick_ms / 1000
         for count in chats:
             rounds = args.rounds or DEFAULT_ROUNDS.get(count, 2 if count > 16 else 3)
             workload = {"chats": count, "rounds": rounds, "first_chat_id": count * 1000, "lag_tick": tick}
-            batched = await run_workload(
-                path="batched", server=bot_path, store=batched_store, log=batched_log, **workload
-            )
-            # A fresh naive pool per run whose threads end with it: torch's OpenMP throttles its spin-waits while
-            # more OpenMP threads exist than cores, so idle naive threads would slow the next batched run.
+            batched_run = batched.run(**workload)
             naive = NaivePool(naive_model, naive_store, naive_settings, args.naive_workers)
-            try:
-                naive_run = await run_workload(path="naive", server=naive, store=naive_store, log=naive_log, **workload)
-            finally:
-                naive.shutdown()
-            print_table(batched, naive_run, engines)
-            runs += [batched, naive_run]
+            naive_run = asyncio.run(_naive_run(naive, naive_store, naive_log, workload))
+            print_table(batched_run, naive_run, engines)
+            runs += [batched_run, naive_run]
+        peak = batched.peak_mb()
     finally:
-        generator.shutdown()
-        batched_store.close()
+        batched.close()
         naive_store.close()
-    return runs
+    return BenchReport(runs, final_line(runs, peak))
+
+
+async def _naive_run(naive: NaivePool, store: ChatStore, log: CallLog, workload: dict[str, Any]) -> RunStats:
+    """The naive path on one workload, in a pool of its own that ends with it.
+
+    A fresh pool per run whose threads end with it: torch's OpenMP throttles its spin-waits while more OpenMP
+    threads exist than cores, so idle naive threads would slow the next batched run.
+    """
+    try:
+        return await run_workload(path="naive", server=naive, store=store, log=log, **workload)
+    finally:
+        naive.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> BenchReport:
@@ -627,14 +387,15 @@ def main(argv: Sequence[str] | None = None) -> BenchReport:
     with _model_dir(args.model_dir) as (model_dir, source), tempfile.TemporaryDirectory(prefix="bench_db_") as db_dir:
         base = batched_settings(args, model_dir, Path(db_dir))
         loading = time.perf_counter()
-        # As the bot loads it, before its event loop starts: CTranslate2 converts here, a server is checked here.
-        batched_model, _ = load_models(base)
-        print(f"loaded the batched path's model in {time.perf_counter() - loading:.1f} s: {batched_model.summary}")
-        runs = asyncio.run(_bench(args, base, batched_model, source))
+        # As the bot loads it: CTranslate2 converts here (so the batched path's process finds the conversion made, as
+        # a restart does, and its memory is a restart's), a server is checked here.
+        loaded, _ = load_models(base)
+        print(f"loaded the batched path's model in {time.perf_counter() - loading:.1f} s: {loaded.summary}")
+        del loaded
+        report = _bench(args, base, source)
     print(f"\ntotal {time.perf_counter() - started:.0f} s, load average now {os.getloadavg()[0]:.2f}")
-    line = final_line(runs)
-    print(line)
-    return BenchReport(runs, line)
+    print(report.final_line)
+    return report
 
 
 if __name__ == "__main__":

@@ -47,11 +47,12 @@ from aiogram.methods import SendMessageDraft, TelegramMethod
 from aiogram.methods.base import Response, TelegramType
 from transformers.utils import logging as transformers_logging
 
-from bench.serving import ENGINES, CallLog, _model_dir, batched_settings, chat_script, cpu_line, instrument, percentile
-from bench.serving import message_update as private_message
+from bench.serving import ENGINES, _model_dir, batched_settings, cpu_line
+from bench.workload import CallLog, chat_script, instrument, percentile
+from bench.workload import message_update as private_message
 from bot.drafts import Drafts
 from errors import BusyError, ReplyTimeoutError
-from generator import ReplyGenerator, load_models
+from generator import ReplyGenerator, load_models, serving_tuning
 from settings import Settings
 from store import ChatStore
 
@@ -237,9 +238,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=ENGINES[:2], help="BACKEND (default: what BACKEND=auto picks here)")
     parser.add_argument("--device", default=Settings.device, help="DEVICE")
     parser.add_argument("--dtype", default=Settings.dtype, help="DTYPE")
-    parser.add_argument("--max-batch", type=int, default=Settings.max_batch, help="MAX_BATCH")
+    parser.add_argument("--max-batch", type=int, help="MAX_BATCH (default: the engine's measured one)")
     parser.add_argument("--workers", type=int, default=Settings.workers, help="WORKERS")
-    parser.add_argument("--window-ms", type=float, default=Settings.batch_window_ms, help="BATCH_WINDOW_MS")
+    parser.add_argument("--window-ms", type=float, help="BATCH_WINDOW_MS (default: the engine's measured one)")
     parser.add_argument("--timeout", type=float, default=Settings.generation_timeout, help="GENERATION_TIMEOUT, s")
     parser.add_argument("--model-dir", type=Path, help="use this model directory instead of building the real shape")
     args = parser.parse_args(argv)
@@ -286,10 +287,11 @@ def main(argv: Sequence[str] | None = None) -> StreamingReport:
     with _model_dir(args.model_dir) as (model_dir, source), tempfile.TemporaryDirectory(prefix="bench_db_") as db_dir:
         settings = replace(batched_settings(args, model_dir, Path(db_dir)), draft_interval_ms=args.draft_interval_ms)
         model, _ = load_models(settings)
+        tuning = serving_tuning(model, settings)
         print(
             f"{cpu_line()}\ntorch {torch.__version__} ({torch.get_num_threads()} threads), ctranslate2 "
             f"{ctranslate2.__version__}, load average {os.getloadavg()[0]:.2f}\nmodel: {source}; {model.summary}, "
-            f"WORKERS={settings.workers}, MAX_BATCH={settings.max_batch}, MAX_NEW_TOKENS={settings.max_new_tokens}"
+            f"WORKERS={settings.workers}, MAX_BATCH={tuning.max_batch}, MAX_NEW_TOKENS={settings.max_new_tokens}"
         )
         store = ChatStore(settings.db_path)
         generator = ReplyGenerator(model, store, settings)

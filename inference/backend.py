@@ -132,6 +132,12 @@ def check_hub_model(repo_id: str) -> None:
         ) from None
 
 
+class DeviceLike(Protocol):
+    """A device as torch or inference.devices names it: its ``type`` is cpu, cuda or mps."""
+
+    type: str
+
+
 class Backend(Protocol):
     """What the generator needs of any model, local or remote."""
 
@@ -154,6 +160,9 @@ class Backend(Protocol):
 @runtime_checkable
 class LocalBackend(Backend, Protocol):
     """A model in this process that generates batches in a worker thread (transformers, CTranslate2)."""
+
+    engine: str
+    device: DeviceLike
 
     def generate(self, requests: Sequence[Request]) -> list[Outcome]:
         """One outcome per request, generated together (they share ``sampling`` and ``model``)."""

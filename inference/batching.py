@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Generic, TypeVar
 
 from errors import BusyError
@@ -23,16 +24,20 @@ class _Pending(Generic[Item, Result]):
     item: Item
     key: Hashable
     background: bool
+    # When it leaves at the latest: a window after it came while a worker was idle, at once if it had to queue.
+    due: float
     future: asyncio.Future[Result] = field(repr=False)
 
 
 class BatchingPool(Generic[Item, Result]):
     """Runs ``run_batch(items) -> results`` in at most ``workers`` threads, ``max_batch`` items a call.
 
-    Requests wait at most ``window`` seconds for company when a worker is free; while every worker is
-    busy they queue and leave together as soon as one frees. Only items with the same key share a
-    batch (e.g. the same sampling settings). More than ``max_pending`` waiting or running items
-    raise BusyError at once, so memory stays bounded under a flood.
+    A request that comes while a worker is free waits at most ``window`` seconds for company (none once
+    ``max_batch`` requests wait); requests that queued while every worker was busy leave together as soon as
+    one frees, before the finished batch's callers hear back: a worker never waits for the event loop to deal
+    with the replies it just made.
+    Only items with the same key share a batch (e.g. the same sampling settings). More than ``max_pending``
+    waiting or running items raise BusyError at once, so memory stays bounded under a flood.
 
     Background items (scheduled work such as the daily horoscopes) leave only when no interactive
     item waits, and don't count towards ``max_pending``: their caller bounds how many it submits.
@@ -56,7 +61,6 @@ class BatchingPool(Generic[Item, Result]):
         self._queue: list[_Pending[Item, Result]] = []
         self._in_flight: list[_Pending[Item, Result]] = []
         self._dispatch_task: asyncio.Task[None] | None = None
-        self._batch_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def pending(self) -> int:
@@ -67,8 +71,10 @@ class BatchingPool(Generic[Item, Result]):
         """Queue one item and wait for its result; raises BusyError when interactive items fill the queue."""
         if not background and self._interactive() >= self._max_pending:
             raise BusyError(f"{self.pending} requests pending")
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(item, key, background, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        due = loop.time() + (self._window if self._idle_workers else 0.0)
+        self._queue.append(_Pending(item, key, background, due, future))
         self._wake()
         return await future
 
@@ -84,20 +90,34 @@ class BatchingPool(Generic[Item, Result]):
         if self._dispatch_task is None and self._idle_workers and self._queue:
             self._dispatch_task = asyncio.create_task(self._dispatch())
 
+    def _wait_left(self) -> float:
+        """Seconds until a queued request is due (none once a full batch waits)."""
+        if len(self._queue) >= self._max_batch:
+            return 0.0
+        return min(pending.due for pending in self._queue) - asyncio.get_running_loop().time()
+
     async def _dispatch(self) -> None:
         try:
-            await asyncio.sleep(self._window)
             while self._idle_workers and self._queue:
-                batch = self._take_batch()
-                if not batch:
+                wait = self._wait_left()
+                if wait > 0:
+                    await asyncio.sleep(wait)
                     continue
-                self._idle_workers -= 1
-                self._in_flight += batch
-                task = asyncio.create_task(self._run(batch))
-                self._batch_tasks.add(task)
-                task.add_done_callback(self._batch_tasks.discard)
+                self._start_due()
         finally:
             self._dispatch_task = None
+
+    def _start_due(self) -> None:
+        """Start a batch on each idle worker while requests are due (their window is over, or a batch is full)."""
+        while self._idle_workers and self._queue and self._wait_left() <= 0:
+            batch = self._take_batch()
+            if not batch:
+                continue
+            self._idle_workers -= 1
+            self._in_flight += batch
+            loop = asyncio.get_running_loop()
+            generated = loop.run_in_executor(self._executor, self._run_batch, [p.item for p in batch])
+            generated.add_done_callback(partial(self._finish, batch))
 
     def _take_batch(self) -> list[_Pending[Item, Result]]:
         # Requests whose callers gave up are dropped here rather than generated for nobody.
@@ -112,23 +132,24 @@ class BatchingPool(Generic[Item, Result]):
         self._queue = [pending for pending in self._queue if id(pending) not in taken]
         return batch
 
-    async def _run(self, batch: list[_Pending[Item, Result]]) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            results = await loop.run_in_executor(self._executor, self._run_batch, [p.item for p in batch])
-        except Exception as error:  # noqa: BLE001 - handed to every waiting caller
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
+    def _finish(self, batch: list[_Pending[Item, Result]], generated: asyncio.Future[Sequence[Result]]) -> None:
+        """A batch is done: free its worker and start what is due on it, then hand the results to their callers."""
+        taken = {id(pending) for pending in batch}
+        self._in_flight = [pending for pending in self._in_flight if id(pending) not in taken]
+        self._idle_workers += 1
+        self._start_due()
+        waiting = [pending for pending in batch if not pending.future.done()]
+        if generated.cancelled():  # the pool shut down before the batch ran
+            for pending in waiting:
+                pending.future.cancel()
+        elif (error := generated.exception()) is not None:
+            for pending in waiting:
+                pending.future.set_exception(error)
         else:
-            for pending, result in zip(batch, results, strict=True):
+            for pending, result in zip(batch, generated.result(), strict=True):
                 if not pending.future.done():
                     pending.future.set_result(result)
-        finally:
-            taken = {id(pending) for pending in batch}
-            self._in_flight = [pending for pending in self._in_flight if id(pending) not in taken]
-            self._idle_workers += 1
-            self._wake()
+        self._wake()
 
 
 class ConcurrentRunner(Generic[Item, Result]):

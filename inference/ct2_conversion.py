@@ -25,8 +25,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import ctranslate2
-from ctranslate2.converters import TransformersConverter
-from ctranslate2.specs import TransformerDecoderModelSpec
 from filelock import FileLock, Timeout
 from transformers.utils import logging as transformers_logging
 
@@ -43,41 +41,6 @@ SOURCE_FILE = "source.json"
 # In the name of a conversion being written: ``.<target>.partial-<token>``, and its lock ``<that>.lock``.
 PARTIAL = ".partial-"
 LOCK_SUFFIX = ".lock"
-
-
-class TrimmedVocabularyConverter(TransformersConverter):
-    """The stock converter, with exactly one vocabulary token per row of the model's embedding table.
-
-    The stock one registers the tokenizer's whole vocabulary and refuses a model whose table differs:
-    ruDialoGPT-small's saved tokenizer lists ``<|endoftext|>`` as id 50261, one past its 50261 rows
-    ("Vocabulary has size 50262 but the model expected a vocabulary of size 50261"). A token past the
-    table can neither reach nor leave the model, so it is dropped; a row that no token names (a table
-    padded to a round size) gets a placeholder the tokenizer never produces.
-    """
-
-    def __init__(self, model_dir: str, vocabulary: Mapping[str, int], fallback_token: str) -> None:
-        super().__init__(model_dir)
-        self._vocabulary = vocabulary
-        self._fallback_token = fallback_token
-        self.dropped: list[str] = []
-
-    def _load(self) -> TransformerDecoderModelSpec:
-        # The converters' extension point: the stock spec, then its vocabulary and special tokens fitted to the table.
-        spec = super()._load()
-        rows = spec.get_vocabulary_size()
-        tokens = [f"<unused row {row}>" for row in range(rows)]
-        for token, token_id in sorted(self._vocabulary.items(), key=lambda item: item[1]):
-            if token_id < rows:
-                tokens[token_id] = token
-            else:
-                self.dropped.append(token)
-        spec.register_vocabulary(tokens)
-        kept = set(tokens)
-        # CTranslate2 looks these up when it loads the model; the bot passes its own stop tokens.
-        for name in ("bos_token", "eos_token", "unk_token"):
-            if getattr(spec.config, name) not in kept:
-                setattr(spec.config, name, self._fallback_token)
-        return spec
 
 
 def local_model_dir(path: str) -> Path:
@@ -108,7 +71,7 @@ def converted_model(
     """The folder of the CTranslate2 conversion of the model at ``path`` in ``quantization``, made now if need be.
 
     ``vocabulary`` is the tokenizer's (token: id) and ``fallback_token`` stands in for special tokens the
-    model's table lacks (see TrimmedVocabularyConverter).
+    model's table lacks (see inference.ct2_converter). The converter, and torch with it, is imported only to convert.
     """
     source_dir = local_model_dir(path)
     source = str(Path(path).resolve()) if Path(path).is_dir() else path
@@ -125,6 +88,8 @@ def converted_model(
     logger.info("converting %s to CTranslate2 (%s) into %s, once for this version of it", path, quantization, target)
     started = time.perf_counter()
     partial = cache_dir / f".{target.name}{PARTIAL}{secrets.token_hex(6)}"
+    from inference.ct2_converter import TrimmedVocabularyConverter  # imports torch: only when converting
+
     converter = TrimmedVocabularyConverter(str(source_dir), vocabulary, fallback_token)
     transformers_logging.disable_progress_bar()  # the converter loads the model with from_pretrained
     try:

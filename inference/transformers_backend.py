@@ -126,6 +126,7 @@ class TransformersBackend:
         self.load_seconds = time.perf_counter() - started
         self.parameters = sum(p.numel() for p in self.model.parameters())
         self.max_positions: int = self.model.config.n_positions
+        self._ends = self.codec.end_ids(self.model.config.vocab_size)
         self.generation_defaults, self.task = model_generation_defaults(path)
         self._configs: dict[Sampling, GenerationConfig] = {}
         # Called with each batch's BatchStats when set (the serving benchmark counts tokens with it).
@@ -148,12 +149,12 @@ class TransformersBackend:
         return self.codec.clean(text)
 
     def generation_config(self, sampling: Sampling) -> GenerationConfig:
-        """The GenerationConfig of a sampling: stops at either speaker token, never emits the pad token."""
+        """The GenerationConfig of a sampling: stops at PromptCodec.end_ids, never emits the pad token."""
         if sampling not in self._configs:
             self._configs[sampling] = GenerationConfig(
                 do_sample=True,
                 **asdict(sampling),
-                eos_token_id=list(self.tokens.speakers),
+                eos_token_id=list(self._ends),
                 pad_token_id=self.tokens.pad,
                 # The pad token is never a word of a reply; batched rows are padded with it.
                 suppress_tokens=[self.tokens.pad],

@@ -121,6 +121,53 @@ def build_answering_model(
     return directory
 
 
+# An added token of the real ruDialoGPT tokenizer that is neither a speaker token nor special: its text cuts a reply.
+CUTTING_TOKEN = "<FIRST_SPEAKER>"
+
+
+def build_cutting_model(directory: Path) -> Path:
+    """A tiny model whose reply is a word, then CUTTING_TOKEN, then words and CUTTING_TOKEN in turn to its limit.
+
+    The token's text cuts the reply (PromptCodec.decode), so every reply is that first word, however long the
+    row runs. A bigram table as in build_answering_model, with margins that survive any conversion.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from inference.dialogue import SECOND_SPEAKER
+
+    build_tiny_model(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer.add_tokens([CUTTING_TOKEN])
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    bot_turn, cut = tokenizer.convert_tokens_to_ids([SECOND_SPEAKER, CUTTING_TOKEN])
+    first, then = (tokenizer.encode(f" {word}")[0] for word in ("привет", "море"))
+    with torch.no_grad():
+        for block in model.transformer.h:
+            for projection in (block.attn.c_proj, block.mlp.c_proj):
+                projection.weight.zero_()
+                projection.bias.zero_()
+        for table in (model.transformer.wpe.weight, model.transformer.wte.weight, model.lm_head.weight):
+            table.zero_()
+        # Dimension 0: the bot's turn starts; 1: a word was said; 2: the cutting token was said.
+        model.transformer.wte.weight[bot_turn, 0] = 1.0
+        model.transformer.wte.weight[[first, then], 1] = 1.0
+        model.transformer.wte.weight[cut, 2] = 1.0
+        model.lm_head.weight[first, 0] = MARGIN * 12.0
+        model.lm_head.weight[cut, 1] = MARGIN * 12.0
+        model.lm_head.weight[then, 2] = MARGIN * 12.0
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def cutting_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model whose reply is one word, then a token whose text cuts the reply, then more to its limit."""
+    return build_cutting_model(tmp_path_factory.mktemp("cutting_model"))
+
+
 @pytest.fixture(scope="session")
 def answering_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model that always answers (one word), so checks of stored replies always run."""

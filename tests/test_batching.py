@@ -53,6 +53,30 @@ async def test_batches_are_capped_and_queued_requests_leave_together() -> None:
     pool.shutdown()
 
 
+async def test_a_full_batch_leaves_without_waiting_out_the_window() -> None:
+    recorder = Recorder()
+    pool = BatchingPool(recorder, workers=1, max_batch=3, window=1000.0, max_pending=100)
+    # A lone request would wait 1000 s for company; three fill a batch and leave at once.
+    results = await asyncio.wait_for(asyncio.gather(*(pool.submit(i) for i in range(3))), timeout=30)
+    assert results == [0, 10, 20]
+    assert recorder.batches == [[0, 1, 2]]
+    pool.shutdown()
+
+
+async def test_requests_queued_behind_a_busy_worker_leave_as_soon_as_it_frees_with_no_window_of_their_own() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    pool = BatchingPool(recorder, workers=1, max_batch=2, window=1000.0, max_pending=100)
+    first = [asyncio.ensure_future(pool.submit(i)) for i in (0, 1)]  # a full batch: the worker takes it at once
+    await asyncio.sleep(0.05)
+    queued = asyncio.ensure_future(pool.submit(2))  # comes while the worker is busy
+    await asyncio.sleep(0.01)
+    recorder.gate.set()
+    assert await asyncio.wait_for(asyncio.gather(*first, queued), timeout=30) == [0, 10, 20]
+    assert recorder.batches == [[0, 1], [2]]
+    pool.shutdown()
+
+
 async def test_only_items_with_the_same_key_share_a_batch() -> None:
     recorder = Recorder()
     pool = BatchingPool(recorder, workers=1, max_batch=8, window=0.02, max_pending=100)

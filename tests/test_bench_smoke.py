@@ -14,27 +14,31 @@ from bench import streaming
 from bench.serving import main
 
 
-@pytest.mark.parametrize(("chats", "backend"), [(2, "transformers"), (16, "ctranslate2")])
+@pytest.mark.parametrize(("counts", "backend"), [((1, 2), "transformers"), ((1, 16, 32), "ctranslate2")])
 def test_the_serving_benchmark_runs_and_prints_its_final_line(
-    tiny_model_dir: Path, chats: int, backend: str, capsys
+    tiny_model_dir: Path, counts: tuple[int, ...], backend: str, capsys
 ) -> None:
-    options = ["--model-dir", str(tiny_model_dir), "--chats", f"1,{chats}", "--new-tokens", "2", "--rounds", "2"]
+    chats = ",".join(map(str, counts))
+    options = ["--model-dir", str(tiny_model_dir), "--chats", chats, "--new-tokens", "2", "--rounds", "2"]
     report = main([*options, "--backend", backend])
 
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
     assert last == report.final_line
-    assert out.count(f"batched: {backend}, cpu") == 3, "in the header and each of the two tables"
+    assert out.count(f"batched: {backend}, cpu") == 1 + len(counts), "in the header and each table"
+    many = 16 if 16 in counts else counts[-1]
     number = r"\d+\.\d\d"
+    speedup_32 = number if 32 in counts else "nan"
     assert re.fullmatch(
-        rf"speedup_{chats}={number} p95_ratio_{chats}={number} single_ratio={number} max_lag_ms=\d+", last
+        rf"speedup_{many}={number} p95_ratio_{many}={number} single_ratio={number} max_lag_ms=\d+ "
+        rf"speedup_32={speedup_32} rss_mb=\d+",
+        last,
     ), last
-    assert sorted((run.path, run.chats) for run in report.runs) == [
-        ("batched", 1),
-        ("batched", chats),
-        ("naive", 1),
-        ("naive", chats),
-    ]
+    assert sorted((run.path, run.chats) for run in report.runs) == sorted(
+        (path, count) for path in ("batched", "naive") for count in counts
+    )
+    # The batched path's own process: its peak resident memory is a loaded model's, far from nothing.
+    assert int(last.rsplit("rss_mb=", 1)[1]) > 50
     for run in report.runs:
         assert run.errors == 0, run
         # Every chat got its warm-up reply and both measured ones.

@@ -20,6 +20,7 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from generator import load_models
 from inference.backend import BatchStats, ModelLoadError, Request
+from inference.codec import PromptCodec
 from inference.ctranslate2_backend import CTranslate2Backend
 from inference.sampling import MODEL_CARD, Sampling
 from inference.transformers_backend import TransformersBackend
@@ -79,6 +80,29 @@ def test_a_rows_stop_token_ends_only_its_own_reply(ct2: CTranslate2Backend) -> N
     rows, _ = ct2.generate_ids(requests(short, long), end_ids=[stop])
     assert rows[0] == full[short][: full[short].index(stop)], "cut at its stop token (left out)"
     assert rows[1] == full[long], "the other row ran on to its full length"
+
+
+def test_a_row_stops_at_a_token_that_cuts_its_reply_with_the_reply_it_would_have_had(
+    cutting_model_dir: Path, tmp_path: Path
+) -> None:
+    backend = CTranslate2Backend(str(cutting_model_dir), cache_dir=tmp_path, device="cpu", dtype="float32")
+    batch = requests(*PROMPTS)
+    stopped, _ = backend.generate_ids(batch)
+    full, _ = backend.generate_ids(batch, end_ids=backend.tokens.speakers)
+    assert all(len(row) == GREEDY.max_new_tokens for row in full), "without it as a stop, every row runs on"
+    assert all(len(row) == 1 for row in stopped), "each row stopped at the token that follows its first word"
+    replies = [backend.codec.decode(row) for row in stopped]
+    assert replies == [backend.codec.decode(row) for row in full] and all(replies)
+    assert [outcome.text for outcome in backend.generate(batch)] == replies
+
+
+def test_the_real_tokenizers_added_tokens_that_cut_a_reply_are_stops(real_tokenizer) -> None:
+    codec = PromptCodec(real_tokenizer, "ruDialoGPT-small")
+    cutting = real_tokenizer.convert_tokens_to_ids(["<FIRST_SPEAKER>", "<SECOND_SPEAKER>"])
+    assert codec.end_ids(50261) == (*codec.tokens.speakers, *cutting)
+    past_the_table = real_tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert past_the_table >= 50261 and past_the_table not in codec.end_ids(50261)
+    assert codec.end_ids(50259) == codec.tokens.speakers, "ids past the table are never stops"
 
 
 def test_a_past_deadline_stops_only_its_own_row(ct2: CTranslate2Backend) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import replace
@@ -17,8 +18,10 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 from errors import EmptyMessageError, ReplyTimeoutError
 from generator import ReplyGenerator
 from inference.backend import ModelLoadError, Request
+from inference.ctranslate2_backend import CTranslate2Backend
 from inference.sampling import MODEL_CARD
 from inference.transformers_backend import TopKSampler, TransformersBackend, fast_sampling
+from inference.tuning import tuning_for
 from settings import Settings
 from store import ChatPreferences, ChatStore, Turn
 
@@ -105,7 +108,9 @@ def test_hub_ids_reach_from_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:
 
     # The hub says it has the model, then fails to hand over the tokenizer.
     monkeypatch.setattr("huggingface_hub.get_hf_file_metadata", lambda url: None)
-    monkeypatch.setattr("inference.codec.AutoTokenizer.from_pretrained", fake_hub)
+    # Nothing of it is cached here, so its tokenizer is AutoTokenizer's to load.
+    monkeypatch.setattr("inference.codec.try_to_load_from_cache", lambda repo_id, filename: None)
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", fake_hub)
     with pytest.raises(ModelLoadError, match="tinkoff-ai/ruDialoGPT-small: offline"):
         TransformersBackend("tinkoff-ai/ruDialoGPT-small")
     assert seen == ["tinkoff-ai/ruDialoGPT-small"]
@@ -117,6 +122,20 @@ def test_batched_replies_equal_unbatched_ones_under_greedy_decoding(model: Trans
     together = model.generate(requests(*PROMPTS), config)
     assert together == alone
     assert any(outcome.text for outcome in alone)
+
+
+def test_a_row_stops_at_a_token_that_cuts_its_reply_with_the_reply_it_would_have_had(cutting_model_dir: Path) -> None:
+    model = TransformersBackend(str(cutting_model_dir), device="cpu", dtype="float32")
+    no_penalties = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+    stopping = greedy(model, **no_penalties)
+    assert len(stopping.eos_token_id) == 3, "both speaker tokens and the cutting one"
+    running_on = greedy(model, **no_penalties, eos_token_id=list(model.tokens.speakers))
+    stopped, _ = model.generate_ids(requests(*PROMPTS), stopping)
+    full, _ = model.generate_ids(requests(*PROMPTS), running_on)
+    assert all(len(row) == 2 for row in stopped), "a word, then the token that cuts the reply: the call ends there"
+    assert all(len(row) == 12 for row in full)
+    replies = [model.codec.decode(row) for row in stopped]
+    assert replies == [model.codec.decode(row) for row in full] and all(replies)
 
 
 def test_a_requests_stop_token_ends_only_its_own_reply(model: TransformersBackend) -> None:
@@ -239,3 +258,33 @@ async def test_settings_reach_the_sampling_of_each_style(model: TransformersBack
     assert (lively.top_k, lively.temperature, lively.max_new_tokens) == (3, 0.5, 7)
     assert lively.top_p == 0.95 and lively.no_repeat_ngram_size == 2
     assert (calm.top_k, calm.temperature, calm.top_p, calm.max_new_tokens) == (3, 0.7, 0.9, 7)
+
+
+async def test_more_chats_than_the_old_cap_share_one_ctranslate2_batch(
+    answering_model_dir: Path, tmp_path: Path, make_generator, store
+) -> None:
+    """MAX_BATCH unset is the engine's measured default: CTranslate2 on a CPU batches more than the old cap of 16."""
+    backend = CTranslate2Backend(str(answering_model_dir), cache_dir=tmp_path / "ct2", device="cpu")
+    generator, recording = make_generator(backend)
+    assert generator.tuning == tuning_for("ctranslate2", "cpu") and generator.tuning.max_batch > 16
+    chats = range(1, generator.tuning.max_batch + 1)
+    replies = await asyncio.gather(*(generator.reply(chat_id, "привет", "user") for chat_id in chats))
+    assert all(reply.text for reply in replies)
+    assert [len(batch) for batch in recording.batches] == [len(chats)], "every chat in one batch"
+
+
+def test_max_batch_and_the_window_follow_the_engine_unless_set(model: TransformersBackend, store) -> None:
+    measured = tuning_for("transformers", "cpu")
+    generators = [
+        ReplyGenerator(model, store, Settings(model_path=model.name, **settings))
+        for settings in ({}, {"max_batch": 3}, {"batch_window_ms": 0.0})
+    ]
+    try:
+        assert [generator.tuning for generator in generators] == [
+            measured,
+            replace(measured, max_batch=3),
+            replace(measured, batch_window_ms=0.0),
+        ]
+    finally:
+        for generator in generators:
+            generator.shutdown()

@@ -15,8 +15,10 @@ import pytest
 from botprocess import ROOT, bot_env, main_command
 from conftest import build_tiny_model
 
+from generator import load_models
 from inference.backend import ModelLoadError, check_model_path
 from inference.transformers_backend import TransformersBackend
+from settings import Settings
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -44,6 +46,29 @@ def test_each_side_imports_nothing_of_the_other(modules: list[str], absent: tupl
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_ctranslate2_bot_whose_conversion_is_made_never_imports_torch(
+    answering_model_dir: Path, tmp_path: Path
+) -> None:
+    """torch is about 220 MB resident: a CTranslate2 bot needs it only for the conversion, once, not at a restart."""
+    settings = {"model_path": str(answering_model_dir), "device": "cpu", "db_path": str(tmp_path / "bot.sqlite3")}
+    load_models(Settings(**settings))  # converts (this process has torch anyway)
+    code = (
+        "import sys\n"
+        "import app, main\n"
+        "from generator import ReplyGenerator, load_models\n"
+        "from settings import Settings\n"
+        "from store import ChatStore\n"
+        f"settings = Settings(**{settings!r})\n"
+        "model, tasks = load_models(settings)\n"
+        "generator = ReplyGenerator(model, ChatStore(settings.db_path), settings, tasks)\n"
+        "generator.warm_up()\n"
+        "print(model.summary, '|', generator.tasks['chat'].backend is model, '|', 'torch' in sys.modules)\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ctranslate2, cpu, int8_float32 | True | False"
 
 
 def test_help_comes_before_the_heavy_imports_and_says_where_settings_go() -> None:
