@@ -9,7 +9,7 @@ from pathlib import Path
 from recording_session import message_update
 
 import texts
-from bench.serving import LagMeter
+from bench.workload import LagMeter
 from inference.transformers_backend import TransformersBackend
 
 
