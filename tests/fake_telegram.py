@@ -80,6 +80,8 @@ class FakeTelegram:
         self.unknown_methods: set[str] = set()
         # The update kinds the last getUpdates asked for (Telegram delivers only those).
         self.allowed_updates: list[str] | None = None
+        # getUpdates calls waiting for an update right now (long polls).
+        self.long_polls = 0
         self._chat_types: dict[int, str] = {}
         self._update_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
@@ -458,8 +460,12 @@ class FakeTelegram:
             left, wakeup = deadline - time.monotonic(), self._wakeup
             if pending or left <= 0 or self._closing:
                 return pending[:limit]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), left)
+            self.long_polls += 1
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), left)
+            finally:
+                self.long_polls -= 1
 
 
 async def _serve(port: int, token: str) -> None:

@@ -251,11 +251,19 @@ async def test_wait_for_timeout_message(server: FakeTelegram, bot: Bot) -> None:
 
 async def test_stop_with_pending_long_poll(server: FakeTelegram, bot: Bot) -> None:
     task = asyncio.create_task(bot(GetUpdates(timeout=30)))
-    await asyncio.sleep(0.2)
+
+    async def polling() -> None:
+        while server.long_polls == 0:
+            assert not task.done(), task
+            await asyncio.sleep(0.01)
+
+    # Stopped only once the poll waits on the server (stopped sooner, the server would drop the connection).
+    await asyncio.wait_for(polling(), 30)
     started = time.monotonic()
     await server.stop()
-    assert time.monotonic() - started < 2
-    assert await asyncio.wait_for(task, 2) == []
+    # Woken, not waited out: the poll had 30 s left.
+    assert await asyncio.wait_for(task, 15) == []
+    assert time.monotonic() - started < 15
 
 
 async def test_multipart_json_and_bad_params(server: FakeTelegram, bot: Bot) -> None:
