@@ -82,6 +82,8 @@ class FakeTelegram:
         self.allowed_updates: list[str] | None = None
         # getUpdates calls waiting for an update right now (long polls).
         self.long_polls = 0
+        # What ``down(seconds)`` measures its outage by; a test may put its own clock here.
+        self.clock: Callable[[], float] = time.monotonic
         self._chat_types: dict[int, str] = {}
         self._update_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
@@ -278,7 +280,7 @@ class FakeTelegram:
         method: str,
         n: int,
         predicate: Predicate | None = None,
-        timeout: float = 10.0,
+        timeout: float = 60.0,
         *,
         since: int = 0,
         include_failed: bool = False,
@@ -300,7 +302,7 @@ class FakeTelegram:
         self,
         method: str,
         predicate: Predicate | None = None,
-        timeout: float = 10.0,
+        timeout: float = 60.0,
         *,
         since: int = 0,
         include_failed: bool = False,
@@ -330,7 +332,7 @@ class FakeTelegram:
 
     def down(self, seconds: float) -> None:
         """Answer every request with 502 for the next ``seconds``."""
-        self._down_until = time.monotonic() + seconds
+        self._down_until = self.clock() + seconds
 
     def set_down(self, down: bool) -> None:
         """Answer every request with 502 until ``set_down(False)``."""
@@ -379,7 +381,7 @@ class FakeTelegram:
             return _error(401, "Unauthorized")
         method = request.match_info["method"]
         call = Call(method, await self._read_params(request))
-        if time.monotonic() < self._down_until:
+        if self.clock() < self._down_until:
             call.failed, call.status = True, 502
             response: web.StreamResponse = _error(502, "Bad Gateway")
         elif method.lower() in {name.lower() for name in self.unknown_methods}:

@@ -6,6 +6,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from waiting import pass_gate
+
 from inference.backend import Backend, Outcome, Request
 from inference.progress import ReplyProgress
 
@@ -13,13 +15,17 @@ from inference.progress import ReplyProgress
 class RecordingBackend:
     """A real backend that also records every batch it generates.
 
-    ``gate`` (set) can be cleared to hold generation back; ``fail`` makes generation raise it instead;
-    ``progress_wrapper`` stands in for each request's progress (to watch or pace the worker's reports).
+    ``gate`` (set) can be cleared to hold generation back, until the test sets it again (a gate left shut
+    fails the batch after a minute rather than opening by itself); ``arrived`` numbers the batches that
+    reached ``generate()``, held ones included, so a test can wait until one is in the worker's hands;
+    ``fail`` makes generation raise it instead; ``progress_wrapper`` stands in for each request's progress
+    (to watch or pace the worker's reports).
     """
 
     def __init__(self, backend: Backend, fail: Exception | None = None) -> None:
         self.backend = backend
         self.batches: list[list[Request]] = []
+        self.arrived: list[int] = []
         self.gate = threading.Event()
         self.gate.set()
         self.fail = fail
@@ -34,13 +40,18 @@ class RecordingBackend:
         return [request for batch in self.batches for request in batch]
 
     def generate(self, requests: Sequence[Request]) -> list[Outcome]:
-        self.gate.wait(10)
+        self.arrived.append(len(self.arrived))
+        self._hold(self.arrived[-1])
         self.batches.append(list(requests))
         if self.fail is not None:
             raise self.fail
         if self.progress_wrapper is not None:
             requests = [replace(r, progress=self.progress_wrapper(r.progress)) if r.progress else r for r in requests]
         return self.backend.generate(requests)
+
+    def _hold(self, number: int) -> None:
+        """Wait here while the test holds batch ``number`` back."""
+        pass_gate(self.gate)
 
 
 class ScriptedBackend(RecordingBackend):
@@ -55,12 +66,9 @@ class ScriptedBackend(RecordingBackend):
         self.name = script[0].name  # what the generator knows it by, whichever model generates
         self.script = list(script)
         self.held = held or {}
-        self.arrived: list[int] = []
 
-    def generate(self, requests: Sequence[Request]) -> list[Outcome]:
-        number = len(self.arrived)
-        self.arrived.append(number)
+    def _hold(self, number: int) -> None:
         if number in self.held:
-            self.held[number].wait(10)
+            pass_gate(self.held[number])
+        super()._hold(number)
         self.backend = self.script[min(number, len(self.script) - 1)]
-        return super().generate(requests)

@@ -8,13 +8,18 @@ import threading
 from collections.abc import Sequence
 
 import pytest
+from waiting import pass_gate
 
 from errors import BusyError
 from inference.batching import BatchingPool
 
 
 class Recorder:
-    """A batch function that records each batch and can be held open."""
+    """A batch function that records each batch and can be held open (until the test opens ``gate``).
+
+    The tests below hold it while they queue more items; their short sleeps only let the event loop run the
+    pool's own steps (no I/O, no thread has to get anywhere first), so they order things on any machine.
+    """
 
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
@@ -23,7 +28,7 @@ class Recorder:
         self.threads: set[str] = set()
 
     def __call__(self, items: Sequence[int]) -> list[int]:
-        self.gate.wait(5)
+        pass_gate(self.gate)
         self.threads.add(threading.current_thread().name)
         self.batches.append(list(items))
         return [item * 10 for item in items]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -116,16 +117,32 @@ def test_a_past_deadline_stops_only_its_own_row(ct2: CTranslate2Backend) -> None
     assert ct2.generate([late, on_time])[1] == ct2.generate([on_time])[0]
 
 
+class PastTheDeadlineAt:
+    """Stands in for a row's progress: at its ``token``-th token it holds the generating thread past ``deadline``.
+
+    So the deadline falls inside the generation by construction, however fast or slow the machine.
+    """
+
+    stopped = False
+
+    def __init__(self, token: int, deadline: float) -> None:
+        self._token, self._deadline, self._seen = token, deadline, 0
+
+    def poll(self, text: Callable[[], str]) -> bool:
+        self._seen += 1
+        if self._seen == self._token:
+            time.sleep(max(0.0, self._deadline - time.monotonic()) + 0.01)
+        return False
+
+
 def test_a_deadline_reached_while_generating_stops_the_row_there(ct2: CTranslate2Backend) -> None:
     unstoppable = replace(GREEDY, max_new_tokens=100)
-    took = []
-    for _ in range(2):
-        started = time.monotonic()
-        (full,), _ = ct2.generate_ids(requests(PROMPTS[0], sampling=unstoppable), end_ids=[ct2.tokens.pad])
-        took.append(time.monotonic() - started)
-    request = Request(PROMPTS[0], time.monotonic() + min(took) / 10, unstoppable)
+    (full,), _ = ct2.generate_ids(requests(PROMPTS[0], sampling=unstoppable), end_ids=[ct2.tokens.pad])
+    deadline = time.monotonic() + 0.2
+    request = Request(PROMPTS[0], deadline, unstoppable, progress=PastTheDeadlineAt(5, deadline))  # type: ignore[arg-type]
     (row,), (timed_out,) = ct2.generate_ids([request], end_ids=[ct2.tokens.pad])
-    assert timed_out and 0 < len(row) < len(full) == 100
+    # Past the deadline by the fifth token at the latest (sooner if the machine is slow), never at the end.
+    assert timed_out and 0 < len(row) <= 5 and len(full) == 100
     assert row == full[: len(row)]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from aiogram.methods import AnswerCallbackQuery
 from harness import ADMIN, Harness
 from recording_backend import RecordingBackend
 from recording_session import message_update
+from waiting import until
 
 import texts
 from bot.commands import REPLY_CHANCES, SettingsChange
@@ -55,15 +55,6 @@ async def say(harness: Harness, text: str | None, user: int = 11, **extra: objec
 
 def history(harness: Harness) -> list[Turn]:
     return harness.store.recent_turns(GROUP, 10_000)
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Wait for ``condition``, checked every 10 ms for at most 10 s: a net against hanging, not a timing check."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 def chat_order(harness: Harness) -> ChatOrder:

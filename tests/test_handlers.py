@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from aiogram.exceptions import TelegramForbiddenError, TelegramServerError
 from aiogram.methods import SendChatAction, SendMessage
 from harness import ADMIN, Harness
 from recording_backend import RecordingBackend
+from waiting import PATIENCE, until
 
 import texts
 from bot.notify import AdminNotifier
@@ -127,11 +129,17 @@ async def test_a_blocked_user_is_logged_not_retried(harness: Harness, caplog) ->
 
 
 async def test_a_full_queue_answers_busy_at_once(model: TransformersBackend, make_harness) -> None:
-    harness = make_harness(RecordingBackend(model), max_pending=1, batch_window_ms=200)
-    slow = asyncio.ensure_future(harness.send(1, "первый"))
-    await asyncio.sleep(0.05)
-    assert await harness.send(2, "второй") == [texts.BUSY]
-    assert not slow.done(), "the busy answer came while the first message still waited for its batch"
+    recorder = RecordingBackend(model)
+    harness = make_harness(recorder, max_pending=1)
+    recorder.gate.clear()  # the first message's generation can't end before the test lets it
+    try:
+        slow = asyncio.ensure_future(harness.send(1, "первый"))
+        await until(lambda: harness.generator.pending == 1, "the first message is in the pool")
+        # Answered while the first reply is still held: "at once", not after the pool freed up.
+        assert await asyncio.wait_for(harness.send(2, "второй"), PATIENCE) == [texts.BUSY]
+        assert not slow.done()
+    finally:
+        recorder.gate.set()
     assert (await slow)[0] not in (texts.BUSY, texts.FALLBACK_REPLY)
 
 
@@ -155,12 +163,15 @@ async def test_one_chats_messages_are_answered_in_order_and_a_flood_is_asked_to_
     assert stored_user_turns == ["сообщение 0", "сообщение 1"]
 
 
-async def test_a_burst_of_errors_sends_one_alert_then_one_count(harness: Harness) -> None:
+async def test_a_burst_of_errors_sends_one_alert_then_one_count(harness: Harness, monkeypatch) -> None:
+    # The notifier's clock stands still, so every alert falls within the interval however slow the machine;
+    # the count is still sent by its own timer, 0.3 s of real time after the first alert.
+    monkeypatch.setattr("bot.notify.time", SimpleNamespace(monotonic=lambda: 1000.0))
     admins = AdminNotifier(harness.bot, [ADMIN], alert_interval=0.3)
     for number in range(4):
         await admins.alert(f"ошибка {number}")
     assert harness.session.texts(ADMIN) == [texts.ADMIN_ALERT.format(error="ошибка 0")]
-    await asyncio.sleep(0.5)
+    await until(lambda: len(harness.session.texts(ADMIN)) > 1, "the count of the rest")
     assert harness.session.texts(ADMIN)[1:] == [texts.ADMIN_ALERT_MORE.format(count=3, seconds=0)]
     await admins.alert("ошибка 4")
     await admins.close()

@@ -9,6 +9,7 @@ import pytest
 from aiogram.methods import AnswerCallbackQuery, SendMessage
 from conftest import build_tiny_model
 from harness import Harness, RecordingBackend
+from waiting import until
 
 import texts
 from bot.buttons import DailySubscribe, More, composed_keyboard
@@ -252,8 +253,7 @@ async def test_a_busy_pool_answers_a_button_press_in_its_chat(recorder: Recordin
     recorder.gate.clear()
     try:
         first = asyncio.ensure_future(harness.send(2, "/toast Свадьба"))
-        while harness.generator.pending == 0:
-            await asyncio.sleep(0.01)
+        await until(lambda: harness.generator.pending == 1, "the toast is in the pool")
         await harness.press(1, ToastChoice(holiday="wedding").pack())
         assert harness.session.texts(1) == [texts.BUSY]
         recorder.gate.set()
@@ -283,13 +283,20 @@ async def test_a_model_per_task_is_used_for_its_task(model: TransformersBackend,
 
 async def test_requests_of_different_tasks_never_share_a_batch(harness: Harness, recorder: RecordingBackend) -> None:
     recorder.gate.clear()
-    sends = [harness.send(chat, text) for chat, text in ((1, "/toast Новый год"), (2, "привет"), (3, "/horoscope лев"))]
-    sends += [harness.send(4, "/toast Свадьба"), harness.send(5, "как дела?")]
-    running = asyncio.gather(*sends)
-    await asyncio.sleep(0.3)
-    recorder.gate.set()
+    try:
+        # A plug holds the worker, so the five below all wait in the pool and leave only when it frees, however
+        # long each takes to get there (free text goes through a thread: aiogram runs the F.text filter in one).
+        plug = asyncio.ensure_future(harness.send(9, "/horoscope рак"))
+        await until(lambda: recorder.arrived == [0], "the plug holds the worker")
+        sends = [harness.send(chat, text) for chat, text in ((1, "/toast Новый год"), (2, "привет"))]
+        sends += [harness.send(3, "/horoscope лев"), harness.send(4, "/toast Свадьба"), harness.send(5, "как дела?")]
+        running = asyncio.gather(plug, *sends)
+        await until(lambda: harness.generator.pending == 6, "the five requests wait behind the plug")
+    finally:
+        recorder.gate.set()
     await running
-    assert sorted(len(batch) for batch in recorder.batches) == [1, 2, 2], recorder.batches
+    assert len(recorder.batches[0]) == 1, "the plug"
+    assert sorted(len(batch) for batch in recorder.batches[1:]) == [1, 2, 2], recorder.batches
     for batch in recorder.batches:
         assert len({request.sampling for request in batch}) == 1
 

@@ -13,6 +13,7 @@ import pytest
 from botprocess import bot_env, main_command
 from fake_openai import FakeOpenAI
 from harness import ADMIN, Harness
+from waiting import PATIENCE, until
 
 import texts
 from inference.backend import ModelLoadError, Request
@@ -44,6 +45,12 @@ async def backend(server: FakeOpenAI, tiny_model_dir: Path):
 
 @pytest.fixture
 def harness(backend: OpenAIBackend, make_harness) -> Harness:
+    return make_harness(backend, generation_timeout=PATIENCE)
+
+
+@pytest.fixture
+def impatient(backend: OpenAIBackend, make_harness) -> Harness:
+    """A harness whose requests give up after 3 s, for the tests where the server never answers in time."""
     return make_harness(backend, generation_timeout=3)
 
 
@@ -85,7 +92,7 @@ async def test_chat_and_modes_work_through_the_server(server: FakeOpenAI, harnes
 async def test_a_5xx_or_a_429_is_retried_within_the_deadline(
     server: FakeOpenAI, backend: OpenAIBackend, make_harness
 ) -> None:
-    harness = make_harness(backend, generation_timeout=10)
+    harness = make_harness(backend, generation_timeout=PATIENCE)
     server.fail_next(500, 429, 503)
     started = time.monotonic()
     assert await harness.send(1, "привет") == ["привет, как дела?"]
@@ -93,25 +100,27 @@ async def test_a_5xx_or_a_429_is_retried_within_the_deadline(
     assert time.monotonic() - started >= 1, "the 429's Retry-After: 1 was waited out"
 
 
-async def test_a_server_that_keeps_failing_gets_the_apology_and_one_alert(server: FakeOpenAI, harness: Harness) -> None:
+async def test_a_server_that_keeps_failing_gets_the_apology_and_one_alert(
+    server: FakeOpenAI, impatient: Harness
+) -> None:
     server.fail_next(*[500] * 40)
-    assert await harness.send(1, "привет") == [texts.ERROR]
-    assert await harness.send(2, "привет") == [texts.ERROR]
-    alerts = harness.session.texts(ADMIN)
+    assert await impatient.send(1, "привет") == [texts.ERROR]
+    assert await impatient.send(2, "привет") == [texts.ERROR]
+    alerts = impatient.session.texts(ADMIN)
     assert len(alerts) == 1 and "InternalServerError" in alerts[0]
 
 
-async def test_a_slow_server_times_out_with_the_timeout_answer(server: FakeOpenAI, harness: Harness) -> None:
+async def test_a_slow_server_times_out_with_the_timeout_answer(server: FakeOpenAI, impatient: Harness) -> None:
+    server.slow_seconds = 3600  # it never answers while the test runs: the answer can come only from the deadline
     server.fail_next("slow")
-    started = time.monotonic()
-    assert await harness.send(1, "привет") == [texts.TIMEOUT]
-    assert time.monotonic() - started < 4.5, "GENERATION_TIMEOUT (3 s) bounds the request"
-    assert harness.store.recent_turns(1, 10) == []
+    # GENERATION_TIMEOUT (3 s) bounds the request; the bound here only keeps a broken deadline from hanging the test.
+    assert await asyncio.wait_for(impatient.send(1, "привет"), PATIENCE) == [texts.TIMEOUT]
+    assert impatient.store.recent_turns(1, 10) == []
 
 
-async def test_a_server_that_goes_away_and_comes_back(server: FakeOpenAI, harness: Harness) -> None:
+async def test_a_server_that_goes_away_and_comes_back(server: FakeOpenAI, impatient: Harness, harness: Harness) -> None:
     await server.stop()
-    assert await harness.send(1, "привет") == [texts.ERROR]
+    assert await impatient.send(1, "привет") == [texts.ERROR]
     await server.start()
     assert await harness.send(1, "привет") == ["привет, как дела?"]
 
@@ -125,13 +134,14 @@ async def test_a_dropped_connection_is_retried(server: FakeOpenAI, harness: Harn
 async def test_concurrency_is_bounded_and_answers_busy(
     server: FakeOpenAI, backend: OpenAIBackend, make_harness
 ) -> None:
-    harness = make_harness(backend, max_pending=1, generation_timeout=10)
-    server.slow_seconds = 1.0
-    server.fail_next("slow")
+    harness = make_harness(backend, max_pending=1, generation_timeout=PATIENCE)
+    server.hold_after = 0  # the server holds the first reply until the test releases it
     first = asyncio.ensure_future(harness.send(1, "первый"))
-    while not server.requests:
-        await asyncio.sleep(0.01)
-    assert await harness.send(2, "второй") == [texts.BUSY]
+    try:
+        await until(lambda: len(server.requests) == 1, "the first request reached the server")
+        assert await asyncio.wait_for(harness.send(2, "второй"), PATIENCE) == [texts.BUSY]
+    finally:
+        server.release.set()
     assert await first == ["привет, как дела?"]
 
 
@@ -146,7 +156,7 @@ async def test_the_start_up_check_names_what_is_wrong(tiny_model_dir: Path) -> N
             await connect(locked, tiny_model_dir, api_key="wrong")
         assert (await connect(locked, tiny_model_dir, api_key="secret")).model_name == "rudialogpt"
         closed = f"http://127.0.0.1:{two.port}/v1"
-    await asyncio.sleep(0.1)
+    # Leaving the block stopped the server and closed its port.
     with pytest.raises(ModelLoadError, match=f"INFERENCE_URL {closed} can't be reached"):
         await asyncio.to_thread(OpenAIBackend, closed, tokenizer_path=str(tiny_model_dir))
 

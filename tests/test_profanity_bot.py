@@ -7,7 +7,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from datetime import time as time_of_day
 from pathlib import Path
@@ -19,6 +18,7 @@ from botprocess import bot_env, main_command
 from conftest import build_answering_model
 from harness import Harness
 from recording_backend import RecordingBackend, ScriptedBackend
+from waiting import until
 
 import texts
 from app import daily_deliveries
@@ -55,14 +55,6 @@ def words(swearing: TransformersBackend, clean: TransformersBackend) -> tuple[st
 
 def request() -> Request:
     return Request(("привет",), time.monotonic() + 30)
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    """Poll ``condition`` on the event loop until it holds (a test's own deadline, not a guessed delay)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
 
 
 # --- mask and allow ---------------------------------------------------------------------------------------
@@ -113,9 +105,9 @@ async def test_avoid_retries_share_a_batch_with_other_chats(swearing, clean, wor
     harness = make_harness(backend, profanity="avoid")
     try:
         first = asyncio.ensure_future(harness.send(3, "привет"))
-        await wait_until(lambda: backend.arrived == [0])
+        await until(lambda: backend.arrived == [0], "the first batch holds the worker")
         others = [asyncio.ensure_future(harness.send(chat, "привет")) for chat in (1, 2)]
-        await wait_until(lambda: harness.generator.pending == 3)
+        await until(lambda: harness.generator.pending == 3, "chats 1 and 2 queue behind it")
     finally:
         release.set()
     answers = await asyncio.gather(first, *others)
@@ -131,7 +123,7 @@ async def test_a_retry_stops_at_the_requests_deadline(swearing, clean, words, ma
     harness = make_harness(backend, profanity="avoid", generation_timeout=3.0)
     try:
         answer = asyncio.ensure_future(harness.send(1, "привет"))
-        await wait_until(lambda: backend.arrived == [0, 1])
+        await until(lambda: backend.arrived == [0, 1], "the retry is held")
         deadline = backend.requests[0].deadline
         await asyncio.sleep(max(0.0, deadline - time.monotonic()) + 0.05)
     finally:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from fake_openai import FakeOpenAI
+from waiting import PATIENCE, until
 
 from inference.backend import BatchStats, Request
 from inference.ctranslate2_backend import CTranslate2Backend
@@ -145,17 +146,13 @@ async def test_a_stop_closes_the_remote_stream(server: FakeOpenAI, remote: OpenA
     progress = ReplyProgress(shown.append, 0.0)
     request = Request(("привет",), time.monotonic() + 30, MODEL_CARD, "", progress)
     reply = asyncio.ensure_future(remote.agenerate(request))
-    while not shown:
-        await asyncio.sleep(0.01)
+    await until(lambda: shown, "the first piece is shown")
     progress.stop()
-    outcome = await asyncio.wait_for(reply, 10)
+    outcome = await asyncio.wait_for(reply, PATIENCE)
     assert outcome.stopped and not outcome.timed_out
     assert outcome.text.startswith(shown[-1]) and len(outcome.text) < 20
-    for _ in range(500):
-        if server.closed_early:
-            break
-        await asyncio.sleep(0.01)
-    assert server.closed_early == 1, "the server saw the stream closed before its end"
+    await until(lambda: server.closed_early, "the server saw the stream closed before its end")
+    assert server.closed_early == 1
 
 
 async def test_a_stop_pressed_under_a_remote_reply_s_draft(
@@ -165,16 +162,12 @@ async def test_a_stop_pressed_under_a_remote_reply_s_draft(
     server.hold_after = 6  # the server writes on only once released, which this test never does
     harness = make_harness(remote, draft_interval_ms=0, generation_timeout=30)
     reply = asyncio.ensure_future(harness.send(1, "привет"))
-    while not harness.session.drafts(1):
-        await asyncio.sleep(0.01)
+    await until(lambda: harness.session.drafts(1), "a draft is shown")
     await harness.stop(1, harness.session.drafts(1)[0].draft_id)
-    [partial] = await asyncio.wait_for(reply, 10)
+    [partial] = await asyncio.wait_for(reply, PATIENCE)
     drafts = [draft.text for draft in harness.session.drafts(1)]
     assert all(partial.startswith(text) and partial != text for text in drafts), (drafts, partial)
     assert "море" not in partial, "the reply ended where the stop came"
     assert harness.store.recent_turns(1, 10)[-1].text == partial
-    for _ in range(500):
-        if server.closed_early:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: server.closed_early, "the server saw the stream closed")
     assert server.closed_early == 1
