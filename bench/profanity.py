@@ -27,6 +27,7 @@ from generator import AVOID_TRIES, ReplyGenerator, load_models
 from inference.profanity import ALLOW, AVOID, ProfanityFilter, read_word_list
 from settings import Settings
 from store import ChatReply, ChatStore
+from tests.bigram import blank_bigram_model
 
 ROOT = Path(__file__).resolve().parent.parent
 WORD_LISTS = ROOT / "tests" / "wordlists"
@@ -107,12 +108,7 @@ def build_swearing_model(directory: Path, n_layer: int = 12, n_embd: int = 768) 
     )
     bot_turn, *speakers = tokenizer.convert_tokens_to_ids([SECOND_SPEAKER, FIRST_SPEAKER, SECOND_SPEAKER])
     with torch.no_grad():
-        for block in model.transformer.h:
-            for projection in (block.attn.c_proj, block.mlp.c_proj):
-                projection.weight.zero_()
-                projection.bias.zero_()
-        for weights in (model.transformer.wpe.weight, model.transformer.wte.weight, model.lm_head.weight):
-            weights.zero_()
+        blank_bigram_model(model)
         model.transformer.wte.weight[bot_turn, 0] = 1.0
         model.transformer.wte.weight[[ids[0] for ids in answers], 1] = 1.0
         model.lm_head.weight[[ids[0] for ids in answers], 0] = 12.0

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from bigram import blank_bigram_model
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -97,13 +98,7 @@ def build_answering_model(
     # What follows the bot's speaker token: the words, likeliest first, or (a silent model) the end of the turn.
     starts = answer_ids or speakers
     with torch.no_grad():
-        for block in model.transformer.h:
-            for projection in (block.attn.c_proj, block.mlp.c_proj):
-                projection.weight.zero_()
-                projection.bias.zero_()
-        model.transformer.wpe.weight.zero_()
-        model.transformer.wte.weight.zero_()
-        model.lm_head.weight.zero_()
+        blank_bigram_model(model)
         # Dimension 0 marks "the bot's turn starts", dimension 1 "a word was said".
         model.transformer.wte.weight[bot_turn, 0] = 1.0
         model.transformer.wte.weight[answer_ids, 1] = 1.0
@@ -144,12 +139,7 @@ def build_cutting_model(directory: Path) -> Path:
     bot_turn, cut = tokenizer.convert_tokens_to_ids([SECOND_SPEAKER, CUTTING_TOKEN])
     first, then = (tokenizer.encode(f" {word}")[0] for word in ("привет", "море"))
     with torch.no_grad():
-        for block in model.transformer.h:
-            for projection in (block.attn.c_proj, block.mlp.c_proj):
-                projection.weight.zero_()
-                projection.bias.zero_()
-        for table in (model.transformer.wpe.weight, model.transformer.wte.weight, model.lm_head.weight):
-            table.zero_()
+        blank_bigram_model(model)
         # Dimension 0: the bot's turn starts; 1: a word was said; 2: the cutting token was said.
         model.transformer.wte.weight[bot_turn, 0] = 1.0
         model.transformer.wte.weight[[first, then], 1] = 1.0
