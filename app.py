@@ -27,7 +27,7 @@ from bot.feedback_store import FeedbackStore
 from bot.fsm_storage import SQLiteStorage
 from bot.health import Heartbeat, heartbeat_path
 from bot.inbox import Inbox, KeepUntilAnswered, recover
-from bot.middlewares import InFlightUpdates
+from bot.middlewares import ChatArrivals, ChatOrder, InFlightUpdates
 from bot.modes import Composer
 from bot.notify import AdminNotifier
 from bot.retry import IgnoreExpiredPresses, RetryRequests
@@ -95,11 +95,14 @@ def create_dispatcher(
         dice=dice or random.Random(),
         drafts=drafts,
     )
+    # First of the bot's own, so each chat's line is in the order its updates came.
+    arrivals = ChatArrivals()
+    dispatcher.update.outer_middleware(arrivals)
     dispatcher.update.outer_middleware(KeepUntilAnswered(inbox))
     allow_list = AllowList(settings.allowed_users, settings.allowed_chats)
     dispatcher.message.outer_middleware(allow_list)
     dispatcher.callback_query.outer_middleware(allow_list)
-    dispatcher.include_router(create_router(settings.chat_queue_limit))
+    dispatcher.include_router(create_router(ChatOrder(arrivals, settings.chat_queue_limit)))
     return dispatcher
 
 

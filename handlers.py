@@ -220,8 +220,8 @@ async def _answer_update(event: ErrorEvent, text: str) -> None:
         await send_plain(query.message, text)
 
 
-def create_router(chat_queue_limit: int) -> Router:
-    """A router with every handler of the bot; one per Dispatcher."""
+def create_router(order: ChatOrder) -> Router:
+    """A router with every handler of the bot, its generating ones kept in each chat's order by ``order``."""
     router = Router(name="chat")
     # Outer, so that it sees every message, including the commands this router answers itself.
     router.message.outer_middleware(LeaveFormOnCommand())
@@ -233,7 +233,6 @@ def create_router(chat_queue_limit: int) -> Router:
     router.include_router(create_feedback_router())
     router.include_router(create_drafts_router())
     # One order for a chat's messages and button presses that generate, so their answers can't overtake each other.
-    order = ChatOrder(chat_queue_limit)
     modes_router = create_modes_router()
     modes_router.message.middleware(order)
     modes_router.callback_query.middleware(order)

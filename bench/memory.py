@@ -294,9 +294,7 @@ def main(argv: Sequence[str] | None = None) -> list[Measurement]:
             model_dir = ROOT / "saved_model" if model == "demo" else readable(build_model(Path(built)))
             for engine in args.engines:
                 begun = time.perf_counter()
-                measurements.append(
-                    asyncio.run(measure(model, model_dir, engine, args.chats, args.rounds, launch))
-                )
+                measurements.append(asyncio.run(measure(model, model_dir, engine, args.chats, args.rounds, launch)))
                 print(f"measured {model} on {engine} in {time.perf_counter() - begun:.0f} s", flush=True)
     print_table(measurements, args.chats)
     return measurements

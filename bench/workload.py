@@ -31,6 +31,7 @@ HISTORY_WINDOW = 64
 # The inbox keys updates on the bot they came to; the benchmark is one bot.
 BENCH_BOT_ID = 1
 
+
 def load_dialogues(path: Path) -> tuple[tuple[str, ...], ...]:
     """Short Russian group-chat dialogues: a chat's (user, bot) history, then the messages it sends."""
     return tuple(tuple(dialogue) for dialogue in json.loads(path.read_text(encoding="utf-8")))
@@ -218,8 +219,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     low = math.floor(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 
 
 def seed_engines() -> None:

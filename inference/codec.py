@@ -102,8 +102,10 @@ def tokenizer_class(path: str) -> Any:
     Read from the model's folder, or a hub model's cached files (no network); a tokenizer whose config is not
     there yet, or names no class transformers has, gets AutoTokenizer itself (which imports torch).
     """
-    config = Path(path) / "tokenizer_config.json" if Path(path).is_dir() else try_to_load_from_cache(
-        path, "tokenizer_config.json"
+    config = (
+        Path(path) / "tokenizer_config.json"
+        if Path(path).is_dir()
+        else try_to_load_from_cache(path, "tokenizer_config.json")
     )
     try:
         name = json.loads(Path(config).read_text(encoding="utf-8")).get("tokenizer_class")

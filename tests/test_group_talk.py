@@ -176,8 +176,17 @@ async def test_the_share_answered_is_the_chance(recorder: RecordingBackend, make
         {"text": "/weather@other_bot завтра"},
         {"text": "привет", "from": {"id": 5, "is_bot": True, "first_name": "Другой бот"}},
         {"text": "пост канала", "sender_chat": {"id": -100999, "type": "channel", "title": "Канал"}},
-        {"sticker": {"file_id": "s", "file_unique_id": "s", "type": "regular", "width": 1, "height": 1,
-                     "is_animated": False, "is_video": False}},
+        {
+            "sticker": {
+                "file_id": "s",
+                "file_unique_id": "s",
+                "type": "regular",
+                "width": 1,
+                "height": 1,
+                "is_animated": False,
+                "is_video": False,
+            }
+        },
         {"photo": [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}], "caption": "смотрите"},
     ],
     ids=["command", "another-bots-command", "another-bot", "channel-post", "sticker", "photo-with-caption"],
@@ -244,9 +253,7 @@ def press_chance(harness: Harness, chance: float, user: int):
     return harness.press(GROUP, SettingsChange(name="chance", value=str(chance)).pack(), user_id=user, **IN_GROUP)
 
 
-async def test_a_groups_admin_changes_its_chance_and_a_member_cannot(
-    recorder: RecordingBackend, make_harness
-) -> None:
+async def test_a_groups_admin_changes_its_chance_and_a_member_cannot(recorder: RecordingBackend, make_harness) -> None:
     harness = make_harness(recorder, dice=Dice(0.2))
     harness.session.group_admins = {99}
     [shown] = await harness.send(GROUP, "/settings", user_id=11, **IN_GROUP)

@@ -15,6 +15,7 @@ from recording_backend import RecordingBackend
 from waiting import PATIENCE, until
 
 import texts
+from bot.middlewares import ChatOrder
 from bot.notify import AdminNotifier
 from bot.replies import split_text
 from inference.transformers_backend import TransformersBackend
@@ -184,3 +185,66 @@ async def test_an_unreachable_admin_chat_is_logged_not_fatal(harness: Harness, c
     )
     await AdminNotifier(harness.bot, [ADMIN, 888]).send("Бот запущен")
     assert "admin chat 777 not reached" in caplog.text and "admin chat 888 not reached" in caplog.text
+
+
+class HoldBeforeFilters:
+    """Dispatcher-level middleware that holds the messages with the given texts before any filter sees them.
+
+    Like a filter's worker thread that happens to be slow: the held message arrived first but reaches the
+    handlers last.
+    """
+
+    def __init__(self, *texts_to_hold: str) -> None:
+        self.held = {text: asyncio.Event() for text in texts_to_hold}
+        self.release = {text: asyncio.Event() for text in texts_to_hold}
+
+    async def __call__(self, handler, event, data):
+        if event.text in self.held:
+            self.held[event.text].set()
+            await self.release[event.text].wait()
+        return await handler(event, data)
+
+
+def chat_order(harness: Harness) -> ChatOrder:
+    return next(m for r in harness.dispatcher.chain_tail for m in r.message.middleware if isinstance(m, ChatOrder))
+
+
+async def test_a_message_that_reaches_the_handlers_late_is_still_answered_in_arrival_order(model, make_harness) -> None:
+    harness = make_harness(RecordingBackend(model))
+    hold = HoldBeforeFilters("первое")
+    harness.dispatcher.message.outer_middleware(hold)
+    first = asyncio.ensure_future(harness.send(1, "первое"))
+    await asyncio.wait_for(hold.held["первое"].wait(), PATIENCE)
+    second = asyncio.ensure_future(harness.send(1, "второе"))
+    await until(lambda: chat_order(harness).waiting(1) == 1, "the second message is at the chat's order")
+    hold.release["первое"].set()
+    await asyncio.gather(first, second)
+    turns = harness.store.recent_turns(1, 10)
+    assert [(t.author, t.text) for t in turns if t.author == "1"] == [("1", "первое"), ("1", "второе")]
+    assert [t.author for t in turns] == ["1", "bot", "1", "bot"]
+    assert harness.session.texts(1) == [t.text for t in turns if t.author == "bot"]
+
+
+async def test_a_flood_refuses_the_messages_that_came_last_whatever_order_they_reach_the_handlers(
+    model, make_harness
+) -> None:
+    recorder = RecordingBackend(model)
+    harness = make_harness(recorder, chat_queue_limit=2)
+    hold = HoldBeforeFilters("сообщение 1")
+    harness.dispatcher.message.outer_middleware(hold)
+    recorder.gate.clear()  # the first answer is being generated while the others come
+    try:
+        sends = [asyncio.ensure_future(harness.send(1, "сообщение 0"))]
+        await until(lambda: harness.generator.pending == 1, "the first message is in the pool")
+        sends.append(asyncio.ensure_future(harness.send(1, "сообщение 1")))
+        await asyncio.wait_for(hold.held["сообщение 1"].wait(), PATIENCE)
+        sends.append(asyncio.ensure_future(harness.send(1, "сообщение 2")))
+        await until(lambda: chat_order(harness).waiting(1) == 2, "the third message is at the chat's order")
+        hold.release["сообщение 1"].set()
+        # Two asked messages are ahead of the third one (the limit), one of the second: the third is refused.
+        assert await asyncio.wait_for(sends[2], PATIENCE) == [texts.SLOW_DOWN]
+    finally:
+        recorder.gate.set()
+    await asyncio.gather(*sends)
+    stored = [t.text for t in harness.store.recent_turns(1, 10) if t.author == "1"]
+    assert stored == ["сообщение 0", "сообщение 1"]
