@@ -155,31 +155,44 @@ class OpenAIBackend:
         body = self.request_body(request)
         started = time.perf_counter()
         delay = _BACKOFF
+        # The last failure retried: when time runs out after one, the server failed rather than was slow, and
+        # the user hears so whether the deadline fell in the wait or in the next try.
+        failure: APIError | None = None
         while True:
             left = request.deadline - time.monotonic()
             if left <= 0:
-                return Outcome("", timed_out=True)
+                break
             streamed = _Streamed()
             try:
                 async with asyncio.timeout(left):
                     await self._receive(self._client, body, request.progress, streamed, left)
             except (TimeoutError, APITimeoutError):
-                return Outcome("", timed_out=True)
+                if streamed.text:
+                    failure = None  # the server was answering this time, only too slowly
+                break
             except (APIConnectionError, InternalServerError, RateLimitError) as error:
                 wait = _retry_after(error) or min(delay, _MAX_BACKOFF) * random.uniform(0.75, 1.0)
                 # A reply already partly shown can't start over: it would not go on from what was shown.
                 if streamed.text or time.monotonic() + wait >= request.deadline:
-                    raise RemoteInferenceError(f"{self.url}: {type(error).__name__}: {error.message}") from None
+                    raise self._failed(error) from None
                 logger.info("inference server %s: %s; retrying in %.1f s", self.url, type(error).__name__, wait)
+                failure = error
                 await asyncio.sleep(wait)
                 delay *= 2
                 continue
             except APIError as error:
-                raise RemoteInferenceError(f"{self.url}: {type(error).__name__}: {error.message}") from None
+                raise self._failed(error) from None
             if self.on_batch is not None and streamed.usage is not None:
                 used = (streamed.usage.completion_tokens,)
                 self.on_batch(BatchStats((len(body["prompt"]),), used, time.perf_counter() - started))
             return request.outcome(self.codec.clean_reply(streamed.text), timed_out=False)
+        if failure is not None:
+            raise self._failed(failure)
+        return Outcome("", timed_out=True)
+
+    def _failed(self, error: APIError) -> RemoteInferenceError:
+        """The error a failed request ends with: the server, what it answered, its message."""
+        return RemoteInferenceError(f"{self.url}: {type(error).__name__}: {error.message}")
 
     async def _receive(
         self,

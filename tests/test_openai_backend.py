@@ -18,7 +18,7 @@ from waiting import PATIENCE, until
 import texts
 from inference.backend import ModelLoadError, Request
 from inference.modes import HOROSCOPE, request_turn
-from inference.openai_backend import OpenAIBackend
+from inference.openai_backend import OpenAIBackend, RemoteInferenceError
 from inference.sampling import MODEL_CARD
 from settings import ConfigError, load_settings
 
@@ -123,6 +123,17 @@ async def test_a_server_that_goes_away_and_comes_back(server: FakeOpenAI, impati
     assert await impatient.send(1, "привет") == [texts.ERROR]
     await server.start()
     assert await harness.send(1, "привет") == ["привет, как дела?"]
+
+
+async def test_a_failure_whose_retry_runs_out_of_time_is_the_failure_not_a_timeout(
+    server: FakeOpenAI, backend: OpenAIBackend
+) -> None:
+    """Whether the deadline comes in the wait before a retry or in the retry itself, the server had failed."""
+    server.slow_seconds = 3600
+    server.fail_next(500, "slow")  # the retry never answers: only the deadline can end it
+    with pytest.raises(RemoteInferenceError, match="InternalServerError"):
+        await backend.agenerate(Request(("привет",), time.monotonic() + 5, MODEL_CARD))
+    assert len(server.requests) == 2, "the 500 was retried (its wait is at most 0.5 s)"
 
 
 async def test_a_dropped_connection_is_retried(server: FakeOpenAI, harness: Harness) -> None:
