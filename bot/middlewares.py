@@ -46,7 +46,8 @@ class ChatArrivals(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         """Queue the update in its chat's line (by update id) until it has been handled."""
-        chat_id = chat_of(event.event) if isinstance(event, Update) else None
+        # Not event.event: an update of a kind this aiogram doesn't know has none, and aiogram itself lets it go.
+        chat_id = chat_of(event.message or event.callback_query) if isinstance(event, Update) else None
         if chat_id is None:
             return await handler(event, data)
         turn = Turn(event.update_id)
@@ -113,7 +114,7 @@ class ChatOrder(BaseMiddleware):
         return self._arrivals.inside(chat_id)
 
 
-def chat_of(event: TelegramObject) -> int | None:
+def chat_of(event: TelegramObject | None) -> int | None:
     """The chat of a message, or of the message under a pressed button."""
     if isinstance(event, Message):
         return event.chat.id

@@ -75,3 +75,11 @@ async def test_edited_messages_are_ignored(harness: Harness) -> None:
     }
     await harness.dispatcher.feed_raw_update(harness.bot, update)
     assert harness.session.calls == [] and harness.store.recent_turns(1, 10) == []
+
+
+async def test_an_update_of_a_kind_aiogram_does_not_know_is_let_go_quietly(harness: Harness) -> None:
+    """A newer Bot API may send kinds of update this aiogram has no field for: no error, no alert, no answer."""
+    update = {"update_id": 2, "some_future_update": {"chat": {"id": 1, "type": "private"}}}
+    with pytest.warns(RuntimeWarning, match="Detected unknown update type"):
+        await harness.dispatcher.feed_raw_update(harness.bot, update)
+    assert harness.session.calls == []
