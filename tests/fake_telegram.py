@@ -93,6 +93,8 @@ class FakeTelegram:
         self._down_until = 0.0
         self._closing = False
         self._wakeup = asyncio.Event()
+        # How many times updates were queued again: a poll begun before that confirms nothing (see redeliver).
+        self._redeliveries = 0
         self._runner: web.AppRunner | None = None
 
     @property
@@ -139,7 +141,12 @@ class FakeTelegram:
         return update["update_id"]
 
     def redeliver(self, update_ids: list[int]) -> None:
-        """Queue updates again with their ids, as Telegram does for those whose confirmation it never got."""
+        """Queue updates again with their ids, as Telegram does for those whose confirmation it never got.
+
+        A poll still waiting from before (a stopped bot's, whose connection the server has not seen close yet)
+        returns nothing: its offset is the confirmation that never got through, so it can't drop them again.
+        """
+        self._redeliveries += 1
         self.updates = sorted([*self.updates, *(self.delivered[i] for i in update_ids)], key=lambda u: u["update_id"])
         self._notify()
 
@@ -455,7 +462,10 @@ class FakeTelegram:
         if "allowed_updates" in params:
             self.allowed_updates = params["allowed_updates"]
         deadline = time.monotonic() + float(params.get("timeout", 0))
+        redeliveries = self._redeliveries
         while True:
+            if redeliveries != self._redeliveries:
+                return []
             if offset > 0:
                 self.updates = [u for u in self.updates if u["update_id"] >= offset]
             pending = self.updates[offset:] if offset < 0 else self.updates

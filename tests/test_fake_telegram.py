@@ -249,6 +249,19 @@ async def test_long_poll_returns_when_update_arrives(server: FakeTelegram, bot: 
     assert server.updates == []
 
 
+async def test_a_poll_from_before_a_redelivery_does_not_confirm_what_is_delivered_again(
+    server: FakeTelegram, bot: Bot
+) -> None:
+    """A stopped bot's last poll, still waiting at the server, must not drop what Telegram delivers again."""
+    first = server.send_text(1, "раз")
+    [update] = await bot(GetUpdates(timeout=0))
+    stale = asyncio.ensure_future(bot(GetUpdates(offset=update.update_id + 1, timeout=40)))
+    await until(lambda: server.long_polls == 1, "the poll confirming the update waits at the server")
+    server.redeliver([first])
+    assert await asyncio.wait_for(stale, PATIENCE) == []
+    assert [u.update_id for u in await bot(GetUpdates(timeout=0))] == [first]
+
+
 async def test_wait_for_timeout_message(server: FakeTelegram, bot: Bot) -> None:
     await bot.send_message(1, "something else")
     with pytest.raises(AssertionError, match=r"sendMessage.*something else"):
