@@ -14,6 +14,16 @@ from aiogram.methods.base import TelegramType
 from aiogram.types import Chat, ChatMemberMember, ChatMemberOwner, Message, User
 
 BOT_USER = User(id=42, is_bot=True, first_name="Test", username="test_bot")
+# A sticker as the Bot API sends it, for the messages that carry no text.
+STICKER = {
+    "file_id": "s",
+    "file_unique_id": "s",
+    "type": "regular",
+    "width": 1,
+    "height": 1,
+    "is_animated": False,
+    "is_video": False,
+}
 
 
 class RecordingSession(BaseSession):

@@ -11,7 +11,7 @@ import pytest
 from aiogram.methods import AnswerCallbackQuery
 from harness import ADMIN, Harness
 from recording_backend import RecordingBackend
-from recording_session import message_update
+from recording_session import STICKER, message_update
 from waiting import until
 
 import texts
@@ -176,17 +176,7 @@ async def test_the_share_answered_is_the_chance(recorder: RecordingBackend, make
         {"text": "/weather@other_bot завтра"},
         {"text": "привет", "from": {"id": 5, "is_bot": True, "first_name": "Другой бот"}},
         {"text": "пост канала", "sender_chat": {"id": -100999, "type": "channel", "title": "Канал"}},
-        {
-            "sticker": {
-                "file_id": "s",
-                "file_unique_id": "s",
-                "type": "regular",
-                "width": 1,
-                "height": 1,
-                "is_animated": False,
-                "is_video": False,
-            }
-        },
+        {"sticker": STICKER},
         {"photo": [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}], "caption": "смотрите"},
     ],
     ids=["command", "another-bots-command", "another-bot", "channel-post", "sticker", "photo-with-caption"],

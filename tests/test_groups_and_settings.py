@@ -9,6 +9,7 @@ import pytest
 from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
 from harness import ADMIN, Harness
 from recording_backend import RecordingBackend
+from recording_session import STICKER
 
 import texts
 from app import register_commands
@@ -81,16 +82,7 @@ async def test_the_bot_answers_in_a_group_when_addressed(
 )
 async def test_the_bot_stays_quiet_in_a_group_otherwise(harness: Harness, text: str) -> None:
     assert await harness.send(GROUP, text, user_id=11, **group()) == []
-    sticker = {
-        "file_id": "s",
-        "file_unique_id": "s",
-        "type": "regular",
-        "width": 1,
-        "height": 1,
-        "is_animated": False,
-        "is_video": False,
-    }
-    assert await harness.send(GROUP, None, user_id=11, sticker=sticker, **group()) == []
+    assert await harness.send(GROUP, None, user_id=11, sticker=STICKER, **group()) == []
 
 
 async def test_a_group_history_alternates_speakers_by_author(harness: Harness) -> None:

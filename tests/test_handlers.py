@@ -12,6 +12,7 @@ from aiogram.exceptions import TelegramForbiddenError, TelegramServerError
 from aiogram.methods import SendChatAction, SendMessage
 from harness import ADMIN, Harness
 from recording_backend import RecordingBackend
+from recording_session import STICKER
 from waiting import PATIENCE, until
 
 import texts
@@ -73,17 +74,7 @@ async def test_a_model_with_nothing_to_say_gets_the_fallback_phrase_and_nothing_
 @pytest.mark.parametrize(
     "extra",
     [
-        {
-            "sticker": {
-                "file_id": "s",
-                "file_unique_id": "s",
-                "type": "regular",
-                "width": 1,
-                "height": 1,
-                "is_animated": False,
-                "is_video": False,
-            }
-        },
+        {"sticker": STICKER},
         {"photo": [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}]},
         {"voice": {"file_id": "v", "file_unique_id": "v", "duration": 1}},
     ],
